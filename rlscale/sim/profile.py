@@ -134,6 +134,18 @@ class PerformanceProfile:
                 f"{self.gpu_memory_bytes / GIB:.1f} GiB minus weights "
                 f"{self.weight_bytes / GIB:.1f} GiB minus activations leaves nothing"
             )
+        if self.max_model_len > self.kv_capacity_tokens:
+            raise ProfileError(
+                f"profile {self.name!r}: max_model_len {self.max_model_len} is larger than the "
+                f"{self.kv_capacity_tokens} tokens the KV cache holds (vLLM refuses to start); "
+                f"lower max_model_len or raise gpu_memory_utilization"
+            )
+        if not self.enable_chunked_prefill and self.max_num_batched_tokens < self.max_model_len:
+            raise ProfileError(
+                f"profile {self.name!r}: without chunked prefill max_num_batched_tokens "
+                f"({self.max_num_batched_tokens}) must be >= max_model_len ({self.max_model_len}) "
+                f"so that every prompt fits one step (vLLM's SchedulerConfig check)"
+            )
 
     @property
     def kv_cache_bytes(self) -> float:
@@ -170,6 +182,8 @@ class PerformanceProfile:
 
         Accepts any field name, e.g. ``max_num_seqs=128, max_num_batched_tokens=8192,
         gpu_memory_utilization=0.95, kv_block_size=32, enable_chunked_prefill=False``.
+        Turning chunked prefill off without giving ``max_num_batched_tokens`` takes vLLM's
+        default for that mode, ``max(max_model_len, 2048)``.
         """
         known = {f.name for f in fields(self)}
         unknown = sorted(set(overrides) - known)
@@ -177,6 +191,11 @@ class PerformanceProfile:
             raise ProfileError(
                 f"profile {self.name!r}: unknown setting(s) {unknown}; valid: {sorted(known)}"
             )
+        if overrides.get("enable_chunked_prefill") is False and (
+                "max_num_batched_tokens" not in overrides):
+            max_model_len = overrides.get("max_model_len", self.max_model_len)
+            overrides["max_num_batched_tokens"] = max(
+                max_model_len, 2048, self.max_num_batched_tokens)
         return replace(self, **overrides)
 
 
