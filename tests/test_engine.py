@@ -10,6 +10,7 @@ from simfixtures import make_profile, one_pool, poisson_workload
 
 from rlscale.sim.cluster import Cluster
 from rlscale.sim.engine import ReplicaEngine
+from rlscale.sim.profile import ProfileError
 from rlscale.sim.request import Request
 from rlscale.sim.spec import SLO
 from rlscale.sim.stats import summarize_requests
@@ -22,7 +23,7 @@ def run_engine(profile, requests):  # type: ignore[no-untyped-def]
     pending = list(requests)
     while pending or engine.outstanding:
         next_arrival = pending[0].arrival_s if pending else math.inf
-        if next_arrival < engine.next_event_s:
+        if next_arrival <= engine.next_event_s:
             engine.enqueue(pending.pop(0), next_arrival)
         else:
             engine.on_event(engine.next_event_s)
@@ -36,8 +37,9 @@ def test_single_request_timing_matches_the_iteration_model() -> None:
     request = Request(0, 0.0, prompt, output)
     run_engine(profile, [request])
     ttft = profile.overhead_s + profile.prefill_s_per_token * prompt
+    # Each decode step attends over the prompt and every token generated so far (its own too).
     decode = sum(profile.overhead_s + profile.decode_s_per_seq
-                 + profile.context_s_per_token * (prompt + i) for i in range(output - 1))
+                 + profile.context_s_per_token * (prompt + k) for k in range(1, output))
     assert request.ttft_s == pytest.approx(ttft, rel=1e-9)
     assert request.e2e_s == pytest.approx(ttft + decode, rel=1e-9)
     assert request.itl_s == pytest.approx(decode / (output - 1), rel=1e-9)
@@ -123,3 +125,46 @@ def test_ttft_grows_sharply_past_saturation() -> None:
     light, busy, overloaded = p50_ttft(4.0), p50_ttft(12.0), p50_ttft(24.0)
     assert light < busy < 1.0
     assert overloaded > 20 * busy, (light, busy, overloaded)
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_closed_form_segments_equal_step_by_step_iteration(chunked: bool) -> None:
+    """Advancing whole segments gives the same timeline as iterating one step at a time."""
+    small = make_profile(gpu_memory_gib=30, weight_gib=15, activation_reserve_gib=1.6,
+                         enable_chunked_prefill=chunked, max_num_batched_tokens=4096,
+                         max_model_len=4096, max_num_seqs=64)
+    workload = poisson_workload(12.0, 1500, seed=9, prompt=(50, 3000), output=(1, 900))
+    results = []
+    for step_by_step in (False, True):
+        cluster = Cluster(one_pool(small, 2), workload, np.random.default_rng(0),
+                          step_by_step=step_by_step)
+        cluster.run_to_completion()
+        data = cluster.log.arrays()
+        order = np.argsort(data["id"])
+        steps = sum(p.engine.steps_total for p in cluster.pool_pods[0] if p.engine)
+        results.append((data["ttft_s"][order], data["e2e_s"][order], data["preemptions"].sum(),
+                        steps))
+    (ttft_fast, e2e_fast, preempt_fast, steps_fast), (ttft_ref, e2e_ref, preempt_ref,
+                                                      steps_ref) = results
+    assert preempt_fast > 0, "the scenario should exercise preemption"
+    assert preempt_fast == preempt_ref
+    assert steps_fast == steps_ref
+    np.testing.assert_allclose(ttft_fast, ttft_ref, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(e2e_fast, e2e_ref, rtol=1e-7, atol=1e-9)
+
+
+def test_chunked_prefill_off_takes_vllms_budget_default_and_checks_it() -> None:
+    profile = make_profile(max_num_batched_tokens=2048, max_model_len=8192)
+    assert profile.with_overrides(enable_chunked_prefill=False).max_num_batched_tokens == 8192
+    with pytest.raises(ProfileError, match="max_num_batched_tokens"):
+        profile.with_overrides(enable_chunked_prefill=False, max_num_batched_tokens=4096)
+    with pytest.raises(ProfileError, match=r"larger than the \d+ tokens the KV cache holds"):
+        make_profile(gpu_memory_gib=20, weight_gib=15, max_model_len=32768)
+
+
+def test_a_prompt_longer_than_any_step_budget_is_still_served_when_chunked() -> None:
+    profile = make_profile(max_num_batched_tokens=256)
+    request = Request(0, 0.0, 8000, 3)
+    engine = run_engine(profile, [request])
+    assert engine.prompt_tokens_total == 8000
+    assert request.generated == 3

@@ -38,6 +38,10 @@ from rlscale.sim.workload.workload import Workload
 _ENGINE, _POD_READY, _DRAIN_DEADLINE, _CALLBACK = range(4)
 
 
+class SimulationStalledError(RuntimeError):
+    """Requests are in flight but no event can ever move them (a bug or an impossible setup)."""
+
+
 class Cluster:
     """A simulated Kubernetes cluster serving one workload.
 
@@ -45,10 +49,13 @@ class Cluster:
         spec: pools, GPU inventory and gateway settings.
         workload: the requests that will arrive (times relative to the cluster's time 0).
         rng: the only source of randomness (cold starts, routing, faults).
+        step_by_step: engines advance one step per event (the slow reference mode).
     """
 
-    def __init__(self, spec: ClusterSpec, workload: Workload, rng: np.random.Generator) -> None:
+    def __init__(self, spec: ClusterSpec, workload: Workload, rng: np.random.Generator,
+                 *, step_by_step: bool = False) -> None:
         self.spec = spec
+        self.step_by_step = step_by_step
         self.pools: tuple[PoolSpec, ...] = spec.pools
         self.rng = rng
         self.now_s = 0.0
@@ -179,9 +186,18 @@ class Cluster:
                     pod.engine.sync(self.now_s)
 
     def run_to_completion(self, step_s: float = 60.0, max_s: float = math.inf) -> None:
-        """Run until every request has arrived and ended (or ``max_s`` is reached)."""
+        """Run until every request has arrived and ended (or ``max_s`` is reached).
+
+        Raises:
+            SimulationStalledError: requests are in flight but nothing can ever move them.
+        """
         while (self.arrivals_left or self.in_flight) and self.now_s < max_s:
             self.run_until(min(self.now_s + step_s, max_s))
+            if not self._events and not self.arrivals_left and self.in_flight and (
+                    not self.gateway):
+                raise SimulationStalledError(
+                    f"{self.in_flight} requests are stuck at t={self.now_s:.1f} s with no event "
+                    f"pending (an engine cannot admit its queue head)")
 
     # ------------------------------------------------------------------ accounting
     def gpu_hours(self, pool: int) -> float:
@@ -331,7 +347,8 @@ class Cluster:
         if pod.phase != PodPhase.STARTING:
             return  # deleted or crashed while starting
         pod.phase = PodPhase.READY
-        pod.engine = ReplicaEngine(self.pools[pod.pool].profile, self.now_s, self._on_finish)
+        pod.engine = ReplicaEngine(self.pools[pod.pool].profile, self.now_s, self._on_finish,
+                                   step_by_step=self.step_by_step)
         self._ready_since[pod.id] = self.now_s
         self.router.add_ready(pod)
         self._flush_gateway()

@@ -28,10 +28,10 @@ import math
 from collections import deque
 from collections.abc import Callable
 
+from rlscale.metrics.vllm import E2E_BUCKETS_S, ITL_BUCKETS_S, QUEUE_BUCKETS_S, TTFT_BUCKETS_S
 from rlscale.sim.histogram import Histogram
 from rlscale.sim.profile import PerformanceProfile
 from rlscale.sim.request import Request, RequestState
-from rlscale.sim.vllm_metrics import E2E_BUCKETS_S, ITL_BUCKETS_S, QUEUE_BUCKETS_S, TTFT_BUCKETS_S
 
 FinishCallback = Callable[[Request, float], None]
 
@@ -42,14 +42,18 @@ ADMISSION_WATERMARK = 0.01
 class ReplicaEngine:
     """One vLLM engine. Times are seconds of simulated time, sizes are tokens.
 
+    ``step_by_step=True`` ends every segment after one step, as vLLM's own engine loop does:
+    slower, and the reference the closed-form segments are tested and benchmarked against.
+
     The owner (a pod in the cluster) calls :meth:`enqueue` when a request is routed here and
     :meth:`on_event` at :attr:`next_event_s`; between events :meth:`sync` brings counters and
     gauges up to a given time without changing what happens next.
     """
 
     def __init__(self, profile: PerformanceProfile, start_s: float,
-                 on_finish: FinishCallback) -> None:
+                 on_finish: FinishCallback, *, step_by_step: bool = False) -> None:
         self.profile = profile
+        self.step_by_step = step_by_step
         self.on_finish = on_finish
         self.max_num_seqs = profile.max_num_seqs
         self.max_num_batched_tokens = profile.max_num_batched_tokens
@@ -80,6 +84,9 @@ class ReplicaEngine:
         self.seg_decodes = 0
         self.seg_chunks: list[tuple[Request, int]] = []
         self.seg_prefill_tokens = 0
+        self.waking = False  # idle with work queued: plans at seg_start_s, after same-time arrivals
+        self.step_log: list[tuple[float, float, int, int]] | None = None
+        """If a list, each applied run of steps appends (first step s, growth s, steps, decodes)."""
 
         # vLLM's metrics of this engine (counters are cumulative totals).
         self.prompt_tokens_total = 0
@@ -99,7 +106,7 @@ class ReplicaEngine:
     def next_event_s(self) -> float:
         """Simulated time at which the current segment ends (``inf`` when idle)."""
         if self.seg_steps == 0:
-            return math.inf
+            return self.seg_start_s if self.waking else math.inf
         return self.seg_start_s + self._elapsed(self.seg_steps)
 
     @property
@@ -120,9 +127,13 @@ class ReplicaEngine:
         request.state = RequestState.WAITING
         request.dispatch_s = now_s
         if self.seg_steps == 0:
+            # An idle engine starts its next step now, after every request arriving now is queued
+            # (vLLM's engine loop picks up all requests that arrived while it was idle).
             self.waiting.append(request)
+            if self.waking:
+                return False
+            self.waking = True
             self.seg_start_s = now_s
-            self._plan()
             return True
         could_join = not self.waiting and len(self.running) < self.max_num_seqs and (
             not self.chunked_prefill
@@ -151,6 +162,11 @@ class ReplicaEngine:
 
     def on_event(self, now_s: float) -> None:
         """Finish the current segment (its end is ``now_s``) and plan the next one."""
+        if self.waking:
+            self.waking = False
+            self.seg_start_s = now_s
+            self._plan()
+            return
         if self.seg_steps == 0:
             return
         self._apply(self.seg_steps)
@@ -171,6 +187,7 @@ class ReplicaEngine:
         self.n_decode = self.ctx_decode = self.kv_used = 0
         self.seg_steps = 0
         self.seg_chunks = []
+        self.waking = False
         return aborted
 
     # ------------------------------------------------------------------ segment arithmetic
@@ -199,6 +216,8 @@ class ReplicaEngine:
         except possibly the last, whose consequences :meth:`_finish_segment` handles)."""
         elapsed = self._elapsed(steps)
         n = self.seg_decodes
+        if self.step_log is not None:
+            self.step_log.append((self.seg_step_s, self.seg_growth_s, steps, n))
         self.kv_token_seconds += elapsed * (self.kv_used + n * steps / 2)
         self.busy_s += elapsed
         self.steps_total += steps
@@ -294,6 +313,8 @@ class ReplicaEngine:
 
     def _can_admit(self, request: Request, reserved_tokens: int) -> bool:
         free = self.kv_capacity - self.kv_used - reserved_tokens
+        if not self.running:  # an idle engine takes any prompt that fits (no watermark)
+            return free >= request.prefill_target
         return len(self.running) < self.max_num_seqs and free >= request.prefill_target + (
             self.watermark
         )
@@ -346,14 +367,14 @@ class ReplicaEngine:
                     heapq.heappop(heap)
                 steps = min(steps, heap[0][0] - self.step,
                             (self.kv_capacity - self.kv_used) // decodes)
-            steps = max(1, steps)
+            steps = 1 if self.step_by_step else max(1, steps)
         self.seg_steps = steps
         self.seg_decodes = decodes
         self.seg_chunks = chunks
         self.seg_prefill_tokens = prefill_tokens
         self.seg_step_s = (self._overhead_s + self._prefill_s * prefill_tokens
                            + self._decode_s * decodes
-                           + self._context_s * (self.ctx_decode if decodes else 0))
+                           + self._context_s * (self.ctx_decode + decodes if decodes else 0))
         self.seg_growth_s = self._context_s * decodes
 
     @staticmethod
