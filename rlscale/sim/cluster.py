@@ -70,6 +70,10 @@ class Cluster:
         self.retired_kv_seconds = [0.0] * len(spec.pools)
         self.retired_ready_seconds = [0.0] * len(spec.pools)
         self.arrived = 0
+        self.cold_start_factor = [1.0] * len(spec.pools)
+        """Multiplies each pool's cold starts (the slow-cold-start fault sets it above 1)."""
+        self.fault_log: list[tuple[float, str]] = []
+        """(time s, description) of every injected fault, for ``info`` and reports."""
         self._pending: dict[str, deque[Pod]] = {gpu: deque() for gpu in spec.gpu_inventory}
         self._events: list[tuple[float, int, int, object, int]] = []
         self._seq = 0
@@ -335,7 +339,8 @@ class Cluster:
         self.gpu_free[spec.gpu_type] -= pod.gpus
         pod.phase = PodPhase.STARTING
         pod.gpu_since_s = self.now_s
-        pod.ready_at_s = self.now_s + spec.replica_cold_start.sample(self.rng)
+        cold_start_s = spec.replica_cold_start.sample(self.rng) * self.cold_start_factor[pod.pool]
+        pod.ready_at_s = self.now_s + cold_start_s
         self._push(pod.ready_at_s, _POD_READY, pod, 0)
 
     def _bind_pending(self, gpu_type: str) -> None:

@@ -1,0 +1,298 @@
+"""``rlscale/LLMCluster-v0``: joint autoscaling and routing of vLLM pools, as a Gymnasium env."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from numpy.typing import NDArray
+
+from rlscale.envs.actions import ActionCodec, DecodedAction
+from rlscale.envs.config import EnvConfig, env_config
+from rlscale.envs.faults import schedule_faults
+from rlscale.envs.step_metrics import ended_since
+from rlscale.metrics.observation import (
+    ObservationBuilder,
+    ObservationConfig,
+    PoolInfo,
+)
+from rlscale.metrics.snapshot import ClusterSnapshot
+from rlscale.sim.capacity import replica_capacity_rps
+from rlscale.sim.cluster import Cluster
+from rlscale.sim.export import cluster_snapshot
+from rlscale.sim.scenario import Scenario, load_scenario
+from rlscale.sim.workload import Workload, rate_scaled, window
+
+
+class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
+    """Scale and route a cluster of vLLM pools; observe it the way Kubernetes and vLLM show it.
+
+    ## Description
+    A simulated Kubernetes cluster serves an LLM from several pools of vLLM replicas (one model
+    on different GPU types, prices and inventories, see :mod:`rlscale.sim`). Every
+    ``control.interval_s`` simulated seconds the agent sets, for every pool, the replica count
+    (Deployment ``spec.replicas``) and the share of traffic (HTTPRoute ``backendRefs`` weight).
+    New replicas are pending until GPUs of their type are free, then cold-start for minutes;
+    removed replicas drain. Requests arrive from the scenario's workload (real traces or
+    generators fitted to them).
+
+    ## Action space
+    ``MultiDiscrete([2k+1] * P + [L] * P)`` for ``P`` pools, ``k = control.replica_step``,
+    ``L = control.weight_levels``: entry ``i < P`` changes pool ``i``'s replicas by
+    ``action[i] - k``; entry ``P + i`` sets its routing weight to ``action[P+i] / (L-1)``.
+    Weights are normalized over pools with ready replicas; if every level is 0, all pools get
+    equal weight. :meth:`action_masks` gives the flat mask (MaskablePPO's layout) of changes that
+    stay within ``[min_replicas, max_replicas]`` and the GPU inventory; an unmasked agent's
+    out-of-range action is clamped and ``info["clamped"]`` says so.
+
+    ## Observation space
+    ``Box(low, high, (N,), float32)`` built by :class:`rlscale.metrics.observation.
+    ObservationBuilder` from the last snapshots of vLLM pod metrics and Deployment status —
+    the same builder the in-cluster controller runs on scraped ``/metrics``. Per pool: ready,
+    starting, pending and draining replicas (over max), arrival rate over the short and long
+    window (over capacity at max replicas), prompt and generation token rates, running and
+    waiting requests per replica, KV-cache usage, interval TTFT and inter-token percentiles
+    over the SLO (from histogram bucket deltas), SLO-violation shares, whether it saw traffic,
+    its routing share, free GPUs of its type, its price; globally the total arrival rate and
+    the time of day (sin, cos). ``env.observation_names`` and ``env.observation_units`` list
+    every entry; the table with ranges is in :mod:`rlscale.metrics.observation`.
+
+    ## Rewards
+    ``r = reward.slo * A - reward.cost * C / C_max - reward.churn * changes / P`` where ``A`` is
+    the share of requests ending in the step that met both the TTFT and the inter-token SLO
+    (failures are misses; 1 if none ended), ``C`` the step's GPU cost in dollars, ``C_max`` the
+    cost of every pool at ``max_replicas`` for one step, ``changes`` the number of pools whose
+    replica count changed. Defaults: slo 1.0, cost 0.5, churn 0.01.
+
+    ## Starting state
+    Each reset samples (from the env's seeded generator) a time offset in the workload's day,
+    a load scale in ``episode.load_scale``, the workload window and the faults, starts the
+    scenario's initial replicas warm, and runs ``control.warmup_steps`` intervals before the
+    first observation.
+
+    ## Episode end
+    Never terminates; truncation comes from the registered ``max_episode_steps``
+    (``episode.duration_s / control.interval_s``; use :func:`rlscale.envs.make_env` or pass
+    ``max_episode_steps`` to ``gymnasium.make`` for another scenario).
+
+    ## Arguments
+    ``scenario``: a built-in name or YAML path (default ``hetero-3pool``) or a
+    :class:`~rlscale.sim.scenario.Scenario`; ``overrides``: mapping of env sections
+    (``{"reward": {"cost": 1.0}}``); ``workload``: a fixed workload replacing the scenario's
+    (evaluation on held-out traces); ``load_scale`` / ``time_offset_s``: fix what reset would
+    sample; ``step_by_step``: engines advance one step per event (the slow reference mode).
+
+    ## Info
+    ``time_s``, ``requests`` (ended in the step), ``completed``, ``failed``, ``slo_attainment``,
+    TTFT / inter-token / end-to-end ``p50/p90/p99`` (seconds), ``cost_usd``, ``gpu_hours``,
+    ``replicas`` (desired), ``ready``, ``weights`` (effective shares), ``clamped``,
+    ``reward_terms`` and ``faults`` (faults injected so far).
+
+    ## Example
+    >>> import gymnasium as gym, rlscale.envs
+    >>> env = gym.make("rlscale/LLMCluster-v0")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    """
+
+    metadata: dict[str, Any] = {"render_modes": []}  # noqa: RUF012
+
+    def __init__(self, scenario: str | Scenario = "hetero-3pool",
+                 overrides: dict[str, Any] | None = None, *, workload: Workload | None = None,
+                 load_scale: float | None = None, time_offset_s: float | None = None,
+                 step_by_step: bool = False) -> None:
+        super().__init__()
+        self.step_by_step = step_by_step
+        self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        self.config: EnvConfig = env_config(self.scenario, overrides)
+        self.fixed_workload = workload
+        self.fixed_load_scale = load_scale
+        self.fixed_offset_s = time_offset_s
+        spec = self.scenario.cluster
+        control = self.config.control
+        self.codec = ActionCodec(spec, control.replica_step, control.weight_levels)
+        self.pool_count = len(spec.pools)
+        mean_prompt, mean_output = self._mean_lengths()
+        self.capacity_rps = tuple(
+            replica_capacity_rps(p.profile, mean_prompt, mean_output, self.scenario.slo.itl_s)
+            for p in spec.pools)
+        self.observation_config = ObservationConfig(
+            pools=tuple(PoolInfo(
+                name=p.name, gpu_type=p.gpu_type, gpus_per_replica=p.gpus_per_replica,
+                max_replicas=p.max_replicas, max_num_seqs=p.profile.max_num_seqs,
+                price_per_replica_hour=p.gpu_price * p.gpus_per_replica,
+                capacity_rps=capacity, gpu_inventory=spec.gpu_inventory[p.gpu_type])
+                for p, capacity in zip(spec.pools, self.capacity_rps, strict=True)),
+            slo_ttft_s=self.scenario.slo.ttft_s, slo_itl_s=self.scenario.slo.itl_s,
+            long_window_s=control.history_s, day_length_s=control.day_length_s)
+        self.builder = ObservationBuilder(self.observation_config)
+        self.observation_names = self.builder.names
+        self.observation_units = self.builder.units
+        self.observation_space = gym.spaces.Box(self.builder.low, self.builder.high,
+                                                dtype=np.float32)
+        self.action_space = gym.spaces.MultiDiscrete(self.codec.nvec)
+        self.step_cost_max = sum(p.gpu_price * p.gpus_per_replica * p.max_replicas
+                                 for p in spec.pools) * control.interval_s / 3600.0
+        self.cluster: Cluster | None = None
+        self.history: list[ClusterSnapshot] = []
+        self.offset_s = 0.0
+        self.episode_load_scale = 1.0
+        self._trace: Workload | None = None
+        self._log_start = 0
+        self._cost_before = 0.0
+        self._gpu_hours_before = 0.0
+
+    # ------------------------------------------------------------------ gymnasium API
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[NDArray[np.float32], dict[str, Any]]:
+        """Start an episode: sample window, load scale and faults; warm up; observe."""
+        super().reset(seed=seed)
+        rng = self.np_random
+        episode = self.config.episode
+        control = self.config.control
+        horizon_s = episode.duration_s + control.interval_s * control.warmup_steps
+        workload = self._episode_workload(horizon_s, rng)
+        self.episode_load_scale = (self.fixed_load_scale if self.fixed_load_scale is not None
+                                   else float(rng.uniform(*episode.load_scale)))
+        if self.episode_load_scale != 1.0:
+            workload = rate_scaled(workload, self.episode_load_scale, rng)
+        cluster_rng = np.random.default_rng(int(rng.integers(2**63)))
+        self.cluster = Cluster(self.scenario.cluster, workload, cluster_rng,
+                               step_by_step=self.step_by_step)
+        schedule_faults(self.cluster, self.config.faults, horizon_s, rng)
+        self.history = []
+        self._log_start = 0
+        self._cost_before = self._gpu_hours_before = 0.0
+        self._record_snapshot()
+        for _ in range(control.warmup_steps):
+            self._advance()
+        self._mark_step_start()
+        return self.builder.observe(self.history), self._info(None, {}, {})
+
+    def step(self, action: NDArray[np.int64]) -> tuple[
+            NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        """Apply the joint action, simulate one control interval, observe and score it."""
+        cluster = self._cluster()
+        desired = list(cluster.desired)
+        decoded = self.codec.decode(action, desired, cluster.gpu_total)
+        self._apply(decoded, desired)
+        self._advance()
+        metrics = ended_since(cluster.log, self._log_start, self.scenario.slo)
+        cost = sum(cluster.cost_usd(i) for i in range(self.pool_count))
+        gpu_hours = sum(cluster.gpu_hours(i) for i in range(self.pool_count))
+        step_cost, step_gpu_hours = cost - self._cost_before, gpu_hours - self._gpu_hours_before
+        changes = sum(1 for old, new in zip(desired, decoded.replicas, strict=True) if old != new)
+        reward_cfg = self.config.reward
+        terms = {
+            "slo": reward_cfg.slo * metrics["slo_attainment"],
+            "cost": -reward_cfg.cost * step_cost / self.step_cost_max,
+            "churn": -reward_cfg.churn * changes / self.pool_count,
+        }
+        reward = float(sum(terms.values()))
+        metrics.update(cost_usd=step_cost, gpu_hours=step_gpu_hours, replica_changes=changes)
+        self._mark_step_start()
+        observation = self.builder.observe(self.history)
+        return observation, reward, False, False, self._info(decoded, metrics, terms)
+
+    def action_masks(self) -> NDArray[np.bool_]:
+        """Allowed choices of every sub-action, flattened (sb3-contrib MaskablePPO's layout)."""
+        cluster = self._cluster()
+        return self.codec.masks(cluster.desired, cluster.gpu_total)
+
+    # ------------------------------------------------------------------ internals
+    def _cluster(self) -> Cluster:
+        if self.cluster is None:
+            raise RuntimeError("call reset() before step() or action_masks()")
+        return self.cluster
+
+    def _mean_lengths(self) -> tuple[float, float]:
+        """Mean prompt and output tokens of the scenario's workload (a fixed-seed sample)."""
+        sample = self.fixed_workload
+        if sample is None:
+            sample = self.scenario.build_workload(np.random.default_rng(0))
+        if len(sample) == 0:
+            return 1000.0, 200.0
+        return float(sample.prompt_tokens.mean()), float(sample.output_tokens.mean())
+
+    def _episode_workload(self, horizon_s: float, rng: np.random.Generator) -> Workload:
+        """This episode's requests on a clock starting at 0; sets :attr:`offset_s`.
+
+        Generated workloads start at a random time of their day (the generator's clock);
+        traces (and a fixed workload) at a random point of their span that leaves a whole
+        episode, with the time of day taken from the trace's own timestamps.
+        """
+        episode = self.config.episode
+        day = self.config.control.day_length_s
+        fixed = self.fixed_offset_s
+        if self.fixed_workload is None and "generator" in self.scenario.workload:
+            offset = fixed if fixed is not None else (
+                float(rng.uniform(0.0, day)) if episode.random_offset else 0.0)
+            base = self.scenario.build_workload(rng, {"duration_s": offset + horizon_s})
+            clock_start = 0.0
+        else:
+            if self.fixed_workload is not None:
+                base = self.fixed_workload
+            else:
+                if self._trace is None:
+                    self._trace = self.scenario.build_workload(rng)
+                base = self._trace
+            latest = max(0.0, base.duration_s - horizon_s)
+            offset = fixed if fixed is not None else (
+                float(rng.uniform(0.0, latest)) if episode.random_offset else 0.0)
+            start = base.metadata.get("start_s", 0.0)
+            clock_start = float(start) if isinstance(start, (int, float)) else 0.0
+        self.offset_s = clock_start + offset
+        return window(base, offset, horizon_s)
+
+    def _apply(self, decoded: DecodedAction, desired: list[int]) -> None:
+        cluster = self._cluster()
+        for pool, (old, new) in enumerate(zip(desired, decoded.replicas, strict=True)):
+            if old != new:
+                cluster.set_replicas(pool, new)
+        if list(decoded.weights) != cluster.router.weights:
+            cluster.set_weights(list(decoded.weights))
+
+    def _advance(self) -> None:
+        cluster = self._cluster()
+        cluster.run_until(cluster.now_s + self.config.control.interval_s)
+        self._record_snapshot()
+
+    def _record_snapshot(self) -> None:
+        cluster = self._cluster()
+        snapshot = cluster_snapshot(cluster)
+        snapshot = dataclasses.replace(snapshot, time_s=snapshot.time_s + self.offset_s)
+        dropout = self.config.faults.metric_dropout_prob
+        if dropout > 0 and snapshot.pods and self.np_random.random() < dropout:
+            lost = int(self.np_random.integers(len(snapshot.pods)))
+            snapshot = dataclasses.replace(
+                snapshot, pods=snapshot.pods[:lost] + snapshot.pods[lost + 1:])
+            cluster.fault_log.append((cluster.now_s, "metric_dropout"))
+        self.history.append(snapshot)
+        keep_s = self.config.control.history_s + self.config.control.interval_s
+        while len(self.history) > 2 and self.history[1].time_s <= snapshot.time_s - keep_s:
+            self.history.pop(0)
+
+    def _mark_step_start(self) -> None:
+        cluster = self._cluster()
+        self._log_start = len(cluster.log)
+        self._cost_before = sum(cluster.cost_usd(i) for i in range(self.pool_count))
+        self._gpu_hours_before = sum(cluster.gpu_hours(i) for i in range(self.pool_count))
+
+    def _info(self, decoded: DecodedAction | None, metrics: dict[str, Any],
+              terms: dict[str, float]) -> dict[str, Any]:
+        cluster = self._cluster()
+        return {
+            "time_s": cluster.now_s,
+            **metrics,
+            "replicas": list(cluster.desired),
+            "ready": [sum(1 for p in pods if p.engine is not None and p.phase.name == "READY")
+                      for pods in cluster.pool_pods],
+            "weights": cluster.router.effective_weights(),
+            "clamped": bool(decoded.clamped) if decoded else False,
+            "all_weights_zero": bool(decoded.all_weights_zero) if decoded else False,
+            "reward_terms": terms,
+            "faults": list(cluster.fault_log),
+            "load_scale": self.episode_load_scale,
+        }

@@ -1,0 +1,49 @@
+"""What happened to the requests that ended during one control step (for ``info`` and reward)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from rlscale.sim.spec import SLO
+from rlscale.sim.stats import RequestLog
+
+
+def ended_since(log: RequestLog, start: int, slo: SLO) -> dict[str, Any]:
+    """Counts, SLO attainment and latency percentiles of log rows ``start:`` (seconds).
+
+    ``slo_attainment`` is the share of ended requests that finished within both SLOs (failed
+    requests are misses); it is 1.0 when no request ended, and ``requests`` says so.
+    """
+    failure = np.asarray(log.int_columns["failure"][start:], dtype=np.int64)
+    ended = len(failure)
+    if ended == 0:
+        nan = math.nan
+        return {"requests": 0, "completed": 0, "failed": 0, "slo_met": 0, "slo_attainment": 1.0,
+                "ttft_p50_s": nan, "ttft_p90_s": nan, "ttft_p99_s": nan, "itl_p50_s": nan,
+                "itl_p90_s": nan, "itl_p99_s": nan, "e2e_p50_s": nan, "e2e_p90_s": nan,
+                "e2e_p99_s": nan, "output_tokens": 0}
+    ttft = np.asarray(log.columns["ttft_s"][start:])
+    itl = np.asarray(log.columns["itl_s"][start:])
+    e2e = np.asarray(log.columns["e2e_s"][start:])
+    done = failure == 0
+    met = int((done & (ttft <= slo.ttft_s) & (itl <= slo.itl_s)).sum())
+    out: dict[str, Any] = {
+        "requests": ended,
+        "completed": int(done.sum()),
+        "failed": int(ended - done.sum()),
+        "slo_met": met,
+        "slo_attainment": met / ended,
+        "output_tokens": int(np.asarray(log.int_columns["output_tokens"][start:])[done].sum()),
+    }
+    for name, values in (("ttft", ttft), ("itl", itl), ("e2e", e2e)):
+        finished = values[done]
+        if len(finished):
+            p50, p90, p99 = np.percentile(finished, [50, 90, 99])
+        else:
+            p50 = p90 = p99 = math.nan
+        out[f"{name}_p50_s"], out[f"{name}_p90_s"], out[f"{name}_p99_s"] = (
+            float(p50), float(p90), float(p99))
+    return out
