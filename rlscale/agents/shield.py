@@ -1,0 +1,208 @@
+"""The safety shield: every decision passes through it before anything is scaled or routed.
+
+Rules, in order (each intervention carries a reason, like HPA's ``ScalingLimited``):
+
+1. ``FallbackNaN`` / ``FallbackOutOfRange``: the observation has NaN or lies outside the range
+   seen in training (with a margin) — the fallback policy decides instead.
+   ``FallbackInvalid``: the policy returned an invalid decision — the fallback decides (or, with
+   no fallback, the current replicas and weights are kept: ``KeepCurrent``).
+2. ``TooManyReplicas`` / ``TooFewReplicas``: clamp to each pool's ``[min, max]``.
+3. ``ScaleUpLimit`` / ``ScaleDownLimit``: at most ``max_scale_up`` / ``max_scale_down`` replicas
+   per pool per decision.
+4. ``ScaleDownWhilePending``: no scale-down of a pool while its new pods are still starting or
+   pending (as the HPA waits for readiness before trusting the metric).
+5. ``GpuInventory``: growth only within the GPUs of the pool's type (pools in order).
+6. ``NoReadyReplicas``: weight only to pools with ready replicas; if that leaves nothing,
+   weights proportional to ready capacity (``WeightsByCapacity``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rlscale.agents.policy import Decision, Policy, PolicyContext, PolicyInput
+
+
+@dataclass(frozen=True)
+class ShieldConfig:
+    """Limits the shield enforces.
+
+    Attributes:
+        max_scale_up: most replicas added to one pool per decision.
+        max_scale_down: most replicas removed from one pool per decision.
+        block_scale_down_while_pending: rule 4 on or off.
+        range_margin: how far (in observation units) outside the training range still counts
+            as in range.
+    """
+
+    max_scale_up: int = 4
+    max_scale_down: int = 2
+    block_scale_down_while_pending: bool = True
+    range_margin: float = 0.25
+
+
+@dataclass(frozen=True)
+class ShieldResult:
+    """The decision to act on and every rule that changed it."""
+
+    decision: Decision
+    interventions: tuple[str, ...] = field(default_factory=tuple)
+    fallback_used: bool = False
+
+
+class Shield:
+    """Clamps decisions to hard limits and falls back to a heuristic when the input is unsafe."""
+
+    def __init__(self, context: PolicyContext, config: ShieldConfig | None = None, *,
+                 fallback: Policy | None = None,
+                 observation_range: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None
+                 ) -> None:
+        self.context = context
+        self.config = config or ShieldConfig()
+        self.fallback = fallback
+        self.observation_range = observation_range
+
+    def reset(self) -> None:
+        """Reset the fallback's state."""
+        if self.fallback is not None:
+            self.fallback.reset()
+
+    def input_problem(self, observed: PolicyInput) -> str | None:
+        """Why the observation cannot be trusted (a reason), or None."""
+        vector = observed.vector
+        if not np.all(np.isfinite(vector)):
+            return "FallbackNaN"
+        if self.observation_range is not None:
+            low, high = self.observation_range
+            margin = self.config.range_margin
+            if np.any(vector < low - margin) or np.any(vector > high + margin):
+                return "FallbackOutOfRange"
+        return None
+
+    def decide(self, policy: Policy, observed: PolicyInput) -> ShieldResult:
+        """Ask ``policy`` (or the fallback, when the input is unsafe) and shield the answer."""
+        problem = self.input_problem(observed)
+        if problem is None:
+            try:
+                decision = policy.decide(observed)
+            except Exception as err:  # a failing policy must not stop the loop
+                decision = Decision(observed.desired, _current_weights(observed), False,
+                                    "PolicyError", f"{type(err).__name__}: {err}")
+            return self.apply(decision, observed)
+        return self._fall_back(problem, observed)
+
+    def apply(self, decision: Decision, observed: PolicyInput) -> ShieldResult:
+        """Shield ``decision`` (rules 1-6)."""
+        if not decision.valid:
+            return self._fall_back("FallbackInvalid", observed, decision.message)
+        return self._clamp(decision, observed, ())
+
+    def _fall_back(self, reason: str, observed: PolicyInput, detail: str = "") -> ShieldResult:
+        if self.fallback is None:
+            keep = Decision(observed.desired, _current_weights(observed), True, "KeepCurrent",
+                            f"{reason}: no fallback policy; keeping the current state {detail}")
+            return ShieldResult(keep, (reason, "KeepCurrent"), False)
+        decision = self.fallback.decide(observed)
+        if not decision.valid:
+            keep = Decision(observed.desired, _current_weights(observed), True, "KeepCurrent",
+                            f"{reason}; fallback invalid too: {decision.message}")
+            return ShieldResult(keep, (reason, "KeepCurrent"), True)
+        why = f"{reason}{f' ({detail})' if detail else ''}: fallback {self.fallback.name}"
+        decision = Decision(decision.replicas, decision.weights, True, decision.reason,
+                            f"{why}: {decision.message}")
+        result = self._clamp(decision, observed, (reason,))
+        return ShieldResult(result.decision, result.interventions, True)
+
+    def _clamp(self, decision: Decision, observed: PolicyInput,
+               already: tuple[str, ...]) -> ShieldResult:
+        interventions = list(already)
+        pools = self.context.observation.pools
+        count = self.context.pool_count
+        if len(decision.replicas) != count:
+            return self._fall_back("FallbackInvalid", observed,
+                                   f"decision has {len(decision.replicas)} pools, not {count}")
+        replicas = list(decision.replicas)
+        current = observed.desired
+        inventory = gpu_inventory(observed, self.context)
+        used: dict[str, int] = {}
+        for i, pool in enumerate(pools):
+            low, high = self.context.min_replicas[i], pool.max_replicas
+            if replicas[i] > high:
+                replicas[i] = high
+                interventions.append(f"TooManyReplicas:{pool.name}")
+            elif replicas[i] < low:
+                replicas[i] = low
+                interventions.append(f"TooFewReplicas:{pool.name}")
+            if replicas[i] > current[i] + self.config.max_scale_up:
+                replicas[i] = current[i] + self.config.max_scale_up
+                interventions.append(f"ScaleUpLimit:{pool.name}")
+            if replicas[i] < current[i] - self.config.max_scale_down:
+                replicas[i] = max(low, current[i] - self.config.max_scale_down)
+                interventions.append(f"ScaleDownLimit:{pool.name}")
+            status = observed.pools[i] if i < len(observed.pools) else None
+            waiting = status.starting_replicas + status.pending_replicas if status else 0
+            if (self.config.block_scale_down_while_pending and replicas[i] < current[i]
+                    and waiting > 0):
+                replicas[i] = current[i]
+                interventions.append(f"ScaleDownWhilePending:{pool.name}")
+            if replicas[i] > current[i]:
+                gpus_left = inventory.get(pool.gpu_type, 0) - used.get(pool.gpu_type, 0)
+                allowed = max(current[i], gpus_left // pool.gpus_per_replica)
+                if replicas[i] > allowed:
+                    replicas[i] = allowed
+                    interventions.append(f"GpuInventory:{pool.name}")
+            used[pool.gpu_type] = used.get(pool.gpu_type, 0) + replicas[i] * pool.gpus_per_replica
+        weights = list(decision.weights)
+        ready = [p.ready_replicas for p in observed.pools]
+        for i, pool in enumerate(pools):
+            if weights[i] > 0 and ready[i] == 0:
+                weights[i] = 0.0
+                interventions.append(f"NoReadyReplicas:{pool.name}")
+        if not any(w > 0 for w in weights) and any(ready):
+            weights = [r * p.capacity_rps for r, p in zip(ready, pools, strict=True)]
+            interventions.append("WeightsByCapacity")
+        if not any(w > 0 for w in weights):
+            weights = list(_current_weights(observed))
+        reason = decision.reason if not interventions else interventions[0].split(":")[0]
+        message = decision.message if not interventions else (
+            f"{decision.message} [shield: {', '.join(interventions)}]")
+        shielded = Decision(tuple(replicas), tuple(weights), True, reason, message)
+        return ShieldResult(shielded, tuple(interventions), False)
+
+
+def _current_weights(observed: PolicyInput) -> tuple[float, ...]:
+    weights = tuple(p.routing_weight for p in observed.snapshot.pools)
+    return weights if any(w > 0 for w in weights) else tuple(1.0 for _ in weights)
+
+
+def gpu_inventory(observed: PolicyInput, context: PolicyContext) -> dict[str, int]:
+    """GPUs of each type the cluster has now: free ones plus those held by pods (starting,
+    ready, draining) of the pools; after a node loss this is below the configured inventory."""
+    held: dict[str, int] = {}
+    for status, pool in zip(observed.snapshot.pools, context.observation.pools, strict=True):
+        holding = status.ready_replicas + status.starting_replicas + status.draining_replicas
+        held[pool.gpu_type] = held.get(pool.gpu_type, 0) + holding * pool.gpus_per_replica
+    return {gpu: held.get(gpu, 0) + free for gpu, free in observed.snapshot.free_gpus.items()}
+
+
+class ShieldedPolicy:
+    """A policy whose every decision goes through a shield (with its fallback)."""
+
+    def __init__(self, policy: Policy, shield: Shield) -> None:
+        self.policy = policy
+        self.shield = shield
+        self.name = policy.name
+        self.last: ShieldResult | None = None
+
+    def reset(self) -> None:
+        """Reset the policy and the fallback."""
+        self.policy.reset()
+        self.shield.reset()
+
+    def decide(self, observed: PolicyInput) -> Decision:
+        """The shielded decision; :attr:`last` keeps the interventions."""
+        self.last = self.shield.decide(self.policy, observed)
+        return self.last.decision
