@@ -12,6 +12,9 @@ from collections.abc import Sequence
 
 SUBCOMMANDS = {
     "simulate": ("rlscale.simulate", "replay a workload through the simulated cluster"),
+    "evaluate": ("rlscale.evaluate.cli", "judge policies on held-out windows (table, CSV, plots)"),
+    "tune": ("rlscale.evaluate.tune_cli", "tune the baselines' knobs on training windows"),
+    "train": ("rlscale.train", "train the PPO scaling-and-routing policy, export its bundle"),
 }
 
 

@@ -205,10 +205,19 @@ def test_trace_windows_replay_a_real_trace() -> None:
     conv = traces / "AzureLLMInferenceTrace_conv.csv"
     if not conv.exists():
         pytest.skip(f"real traces not found at {traces}")
+    splits = {"train": {"offset_range_s": [0, 300]},
+              "validation": [{"offset_s": 600}], "test": [{"offset_s": 600}]}
     env = _short("single-pool", workload={"trace": str(conv), "time_scale": 4},
-                 control={"day_length_s": 86400})
+                 control={"day_length_s": 86400}, splits=splits)
+    assert env.splits.train_offset_range_s == (0.0, 300.0)
     env.reset(seed=0)
     _, _, _, _, info = env.step(env.codec.encode([0], [4]))
     assert info["requests"] > 0
-    # The trace starts at 18:15 UTC: the time-of-day features follow the trace's clock.
-    assert 18 * 3600 <= env.offset_s % 86400 <= 20 * 3600
+    # The trace starts at 18:15 UTC: the time-of-day features follow the trace's clock; the
+    # episode starts inside the training range.
+    assert 18 * 3600 + 15 * 60 <= env.offset_s % 86400 <= 18 * 3600 + 21 * 60
+    with pytest.raises(ConfigError, match="overlaps the training range"):
+        _short("single-pool", workload={"trace": str(conv)}, splits={
+            **splits, "test": [{"offset_s": 400}]})
+    with pytest.raises(ConfigError, match="required for a trace workload"):
+        _short("single-pool", workload={"trace": str(conv)})

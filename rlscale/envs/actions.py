@@ -77,21 +77,33 @@ class ActionCodec:
         if values.shape != self.nvec.shape or np.any(values < 0) or np.any(values >= self.nvec):
             raise ValueError(f"action {values.tolist()} is outside MultiDiscrete"
                              f"({self.nvec.tolist()})")
+        levels = values[self.count:]
+        wanted = [d + int(v) - self.step for d, v in zip(desired, values[:self.count], strict=True)]
+        weights = [float(level) / (self.levels - 1) for level in levels]
+        return self.clamp(wanted, weights, desired, gpu_total)
+
+    def clamp(self, wanted: Sequence[int], weights: Sequence[float], desired: Sequence[int],
+              gpu_total: dict[str, int]) -> DecodedAction:
+        """Replica counts within ``[min, max]`` and the GPU inventory (growth only up to what
+        the GPUs of the pool's type allow, pools in order), and the weights; if every weight is
+        0, every pool gets weight 1."""
+        if len(wanted) != self.count or len(weights) != self.count:
+            raise ValueError(f"expected {self.count} replica counts and weights, got "
+                             f"{len(wanted)} and {len(weights)}")
         replicas = list(desired)
         clamped = False
         for pool in range(self.count):
-            wanted = desired[pool] + int(values[pool]) - self.step
             upper = min(self.max_replicas[pool], self.gpu_limit(pool, replicas, gpu_total))
+            target = int(wanted[pool])
+            if target > desired[pool]:
+                target = min(target, max(upper, desired[pool]))
             low = self.min_replicas[pool]
-            target = min(wanted, max(upper, desired[pool])) if wanted > desired[pool] else wanted
             target = max(low, min(target, max(self.max_replicas[pool], low)))
-            clamped |= target != wanted
+            clamped |= target != wanted[pool]
             replicas[pool] = target
-        levels = values[self.count:]
-        all_zero = not levels.any()
-        weights = (tuple(1.0 for _ in levels) if all_zero
-                   else tuple(float(level) / (self.levels - 1) for level in levels))
-        return DecodedAction(tuple(replicas), weights, clamped, all_zero)
+        all_zero = not any(w > 0 for w in weights)
+        final = tuple(1.0 for _ in weights) if all_zero else tuple(float(w) for w in weights)
+        return DecodedAction(tuple(replicas), final, clamped, all_zero)
 
     def encode(self, delta: Sequence[int], levels: Sequence[int]) -> NDArray[np.int64]:
         """The action index for replica changes ``delta`` and weight ``levels`` (for tests and

@@ -9,21 +9,26 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
+from rlscale.agents.policy import Decision, PolicyContext, PolicyInput
+from rlscale.agents.shield import Shield
 from rlscale.envs.actions import ActionCodec, DecodedAction
 from rlscale.envs.config import EnvConfig, env_config
 from rlscale.envs.faults import schedule_faults
+from rlscale.envs.splits import TRAIN_SEED_BASE, Window, scenario_splits
 from rlscale.envs.step_metrics import ended_since
 from rlscale.metrics.observation import (
     ObservationBuilder,
     ObservationConfig,
     PoolInfo,
+    interval_stats,
 )
 from rlscale.metrics.snapshot import ClusterSnapshot
 from rlscale.sim.capacity import replica_capacity_rps
 from rlscale.sim.cluster import Cluster
 from rlscale.sim.export import cluster_snapshot
 from rlscale.sim.scenario import Scenario, load_scenario
-from rlscale.sim.workload import Workload, rate_scaled, window
+from rlscale.sim.workload import Workload, rate_scaled
+from rlscale.sim.workload import window as window_of
 
 
 class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
@@ -82,13 +87,15 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     :class:`~rlscale.sim.scenario.Scenario`; ``overrides``: mapping of env sections
     (``{"reward": {"cost": 1.0}}``); ``workload``: a fixed workload replacing the scenario's
     (evaluation on held-out traces); ``load_scale`` / ``time_offset_s``: fix what reset would
-    sample; ``step_by_step``: engines advance one step per event (the slow reference mode).
+    sample; ``step_by_step``: engines advance one step per event (the slow reference mode);
+    ``window``: a held-out :class:`~rlscale.envs.splits.Window` to replay (evaluation).
 
     ## Info
     ``time_s``, ``requests`` (ended in the step), ``completed``, ``failed``, ``slo_attainment``,
     TTFT / inter-token / end-to-end ``p50/p90/p99`` (seconds), ``cost_usd``, ``gpu_hours``,
     ``replicas`` (desired), ``ready``, ``weights`` (effective shares), ``clamped``,
-    ``reward_terms`` and ``faults`` (faults injected so far).
+    ``reward_terms``, ``shield`` (the shield's interventions this step) and ``faults``
+    (faults injected so far).
 
     ## Example
     >>> import gymnasium as gym, rlscale.envs
@@ -102,9 +109,10 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     def __init__(self, scenario: str | Scenario = "hetero-3pool",
                  overrides: dict[str, Any] | None = None, *, workload: Workload | None = None,
                  load_scale: float | None = None, time_offset_s: float | None = None,
-                 step_by_step: bool = False) -> None:
+                 step_by_step: bool = False, window: Window | None = None) -> None:
         super().__init__()
         self.step_by_step = step_by_step
+        self.window = window
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.config: EnvConfig = env_config(self.scenario, overrides)
         self.fixed_workload = workload
@@ -113,6 +121,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         spec = self.scenario.cluster
         control = self.config.control
         self.codec = ActionCodec(spec, control.replica_step, control.weight_levels)
+        self.splits = scenario_splits(self.scenario, self.config.episode.duration_s)
         self.pool_count = len(spec.pools)
         mean_prompt, mean_output = self._mean_lengths()
         self.capacity_rps = tuple(
@@ -128,6 +137,8 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             slo_ttft_s=self.scenario.slo.ttft_s, slo_itl_s=self.scenario.slo.itl_s,
             long_window_s=control.history_s, day_length_s=control.day_length_s)
         self.builder = ObservationBuilder(self.observation_config)
+        self.shield = Shield(self.policy_context())
+        """Every action and decision passes the shield's rules before it reaches the cluster."""
         self.observation_names = self.builder.names
         self.observation_units = self.builder.units
         self.observation_space = gym.spaces.Box(self.builder.low, self.builder.high,
@@ -140,6 +151,11 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.offset_s = 0.0
         self.episode_load_scale = 1.0
         self._trace: Workload | None = None
+        self.episode_workload: Workload | None = None
+        self.episode_replica_changes = 0
+        self._scored_start_s = 0.0
+        self._scored_cost_start = self._scored_gpu_hours_start = 0.0
+        self._scored_kv_start = (0.0, 0.0)
         self._log_start = 0
         self._cost_before = 0.0
         self._gpu_hours_before = 0.0
@@ -154,6 +170,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         control = self.config.control
         horizon_s = episode.duration_s + control.interval_s * control.warmup_steps
         workload = self._episode_workload(horizon_s, rng)
+        self.episode_workload = workload
         self.episode_load_scale = (self.fixed_load_scale if self.fixed_load_scale is not None
                                    else float(rng.uniform(*episode.load_scale)))
         if self.episode_load_scale != 1.0:
@@ -169,6 +186,11 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         for _ in range(control.warmup_steps):
             self._advance()
         self._mark_step_start()
+        self._scored_start_s = self.cluster.now_s
+        self._scored_cost_start = self._cost_before
+        self._scored_gpu_hours_start = self._gpu_hours_before
+        self._scored_kv_start = self._cluster().kv_integrals()
+        self.episode_replica_changes = 0
         return self.builder.observe(self.history), self._info(None, {}, {})
 
     def step(self, action: NDArray[np.int64]) -> tuple[
@@ -176,7 +198,49 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         """Apply the joint action, simulate one control interval, observe and score it."""
         cluster = self._cluster()
         desired = list(cluster.desired)
-        decoded = self.codec.decode(action, desired, cluster.gpu_total)
+        return self._run_step(self.codec.decode(action, desired, cluster.gpu_total), desired)
+
+    def step_decision(self, decision: Decision) -> tuple[
+            NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        """Like :meth:`step`, with a policy's :class:`~rlscale.agents.policy.Decision` instead
+        of an action index: any replica counts and weights, clamped to the same limits. An
+        invalid decision keeps the current replicas and weights."""
+        cluster = self._cluster()
+        desired = list(cluster.desired)
+        if decision.valid:
+            decoded = self.codec.clamp(decision.replicas, decision.weights, desired,
+                                       cluster.gpu_total)
+        else:
+            decoded = DecodedAction(tuple(desired), tuple(cluster.router.weights), False, False)
+        observation, reward, terminated, truncated, info = self._run_step(decoded, desired)
+        info.update(decision_valid=decision.valid, decision_reason=decision.reason,
+                    decision_message=decision.message)
+        return observation, reward, terminated, truncated, info
+
+    def policy_context(self) -> PolicyContext:
+        """What a heuristic policy needs to know about this environment's pools and SLO."""
+        return PolicyContext(self.observation_config,
+                             tuple(p.min_replicas for p in self.scenario.cluster.pools),
+                             self.config.control.interval_s)
+
+    def policy_input(self, observation: NDArray[np.float32] | None = None) -> PolicyInput:
+        """The :class:`~rlscale.agents.policy.PolicyInput` for the current state."""
+        cluster = self._cluster()
+        vector = observation if observation is not None else self.builder.observe(self.history)
+        prev = self.history[-2] if len(self.history) > 1 else None
+        pools = interval_stats(prev, self.history[-1], self.observation_config)
+        return PolicyInput(self.history[-1].time_s, vector, pools, self.history[-1],
+                           tuple(cluster.desired))
+
+    def _run_step(self, wanted: DecodedAction, desired: list[int]) -> tuple[
+            NDArray[np.float32], float, bool, bool, dict[str, Any]]:
+        cluster = self._cluster()
+        shielded = self.shield.apply(Decision(wanted.replicas, wanted.weights),
+                                     self.policy_input(np.empty(0, dtype=np.float32)))
+        final = self.codec.clamp(shielded.decision.replicas, shielded.decision.weights, desired,
+                                 cluster.gpu_total)
+        decoded = DecodedAction(final.replicas, final.weights, wanted.clamped or final.clamped,
+                                wanted.all_weights_zero)
         self._apply(decoded, desired)
         self._advance()
         metrics = ended_since(cluster.log, self._log_start, self.scenario.slo)
@@ -192,9 +256,12 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         }
         reward = float(sum(terms.values()))
         metrics.update(cost_usd=step_cost, gpu_hours=step_gpu_hours, replica_changes=changes)
+        self.episode_replica_changes += changes
         self._mark_step_start()
         observation = self.builder.observe(self.history)
-        return observation, reward, False, False, self._info(decoded, metrics, terms)
+        info = self._info(decoded, metrics, terms)
+        info["shield"] = list(shielded.interventions)
+        return observation, reward, False, False, info
 
     def action_masks(self) -> NDArray[np.bool_]:
         """Allowed choices of every sub-action, flattened (sb3-contrib MaskablePPO's layout)."""
@@ -202,6 +269,50 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         return self.codec.masks(cluster.desired, cluster.gpu_total)
 
     # ------------------------------------------------------------------ internals
+    def episode_summary(self, *, drain: bool = True) -> dict[str, Any]:
+        """Headline metrics of the episode after warm-up (what evaluation reports).
+
+        Cost, GPU-hours and KV usage cover the scored time; with ``drain`` the requests still
+        in flight are run to completion (replicas unchanged, cost not counted) so that every
+        request that arrived in the scored time is judged.
+        """
+        cluster = self._cluster()
+        end_s = cluster.now_s
+        scored_s = max(end_s - self._scored_start_s, 1e-9)
+        cost = sum(cluster.cost_usd(i) for i in range(self.pool_count)) - self._scored_cost_start
+        gpu_hours = sum(cluster.gpu_hours(i) for i in range(self.pool_count)) - (
+            self._scored_gpu_hours_start)
+        kv_seconds, ready_seconds = (now - start for now, start in zip(
+            self._cluster().kv_integrals(), self._scored_kv_start, strict=True))
+        if drain:
+            cluster.run_to_completion(max_s=end_s + 4 * 3600.0)
+        data = cluster.log.arrays()
+        scored = (data["arrival_s"] >= self._scored_start_s) & (data["arrival_s"] < end_s)
+        subset = {key: values[scored] for key, values in data.items()}
+        done = subset["failure"] == 0
+        slo = self.scenario.slo
+        met = done & (subset["ttft_s"] <= slo.ttft_s) & (subset["itl_s"] <= slo.itl_s)
+        summary: dict[str, Any] = {
+            "requests": int(scored.sum()),
+            "completed": int(done.sum()),
+            "failed": int((~done).sum()),
+            "slo_attainment": float(met.mean()) if scored.any() else 1.0,
+            "cost_usd": cost,
+            "gpu_hours": gpu_hours,
+            "kv_utilization": kv_seconds / ready_seconds if ready_seconds > 0 else 0.0,
+            "throughput_tok_s": float(subset["output_tokens"][done].sum()) / scored_s,
+            "scaling_actions": self.episode_replica_changes,
+            "scored_s": scored_s,
+        }
+        for name in ("ttft", "itl", "e2e"):
+            values = subset[f"{name}_s"][done]
+            quantiles = np.percentile(values, [50, 90, 99]) if len(values) else [np.nan] * 3
+            summary.update({f"{name}_p50_s": float(quantiles[0]),
+                            f"{name}_p90_s": float(quantiles[1]),
+                            f"{name}_p99_s": float(quantiles[2]),
+                            f"{name}_mean_s": float(values.mean()) if len(values) else np.nan})
+        return summary
+
     def _cluster(self) -> Cluster:
         if self.cluster is None:
             raise RuntimeError("call reset() before step() or action_masks()")
@@ -219,32 +330,40 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     def _episode_workload(self, horizon_s: float, rng: np.random.Generator) -> Workload:
         """This episode's requests on a clock starting at 0; sets :attr:`offset_s`.
 
-        Generated workloads start at a random time of their day (the generator's clock);
-        traces (and a fixed workload) at a random point of their span that leaves a whole
-        episode, with the time of day taken from the trace's own timestamps.
+        With a ``window`` (evaluation), its workload seed and offset. Otherwise (training):
+        generated workloads are drawn with a seed from the training range
+        (``splits.TRAIN_SEED_BASE`` and up) and start at a random time of their day; traces
+        start at a random point of the scenario's training range that leaves a whole episode,
+        with the time of day taken from the trace's own timestamps.
         """
         episode = self.config.episode
         day = self.config.control.day_length_s
-        fixed = self.fixed_offset_s
+        window = self.window
+        fixed = self.fixed_offset_s if window is None else window.offset_s
         if self.fixed_workload is None and "generator" in self.scenario.workload:
+            seed = (window.seed if window is not None
+                    else TRAIN_SEED_BASE + int(rng.integers(2**31)))
             offset = fixed if fixed is not None else (
                 float(rng.uniform(0.0, day)) if episode.random_offset else 0.0)
-            base = self.scenario.build_workload(rng, {"duration_s": offset + horizon_s})
+            base = self.scenario.build_workload(np.random.default_rng(seed),
+                                                {"duration_s": offset + horizon_s})
             clock_start = 0.0
         else:
             if self.fixed_workload is not None:
                 base = self.fixed_workload
             else:
                 if self._trace is None:
-                    self._trace = self.scenario.build_workload(rng)
+                    self._trace = self.scenario.build_workload(np.random.default_rng(0))
                 base = self._trace
             latest = max(0.0, base.duration_s - horizon_s)
+            low, high = self.splits.train_offset_range_s or (0.0, latest)
+            high = min(high, latest)
             offset = fixed if fixed is not None else (
-                float(rng.uniform(0.0, latest)) if episode.random_offset else 0.0)
+                float(rng.uniform(min(low, high), high)) if episode.random_offset else low)
             start = base.metadata.get("start_s", 0.0)
             clock_start = float(start) if isinstance(start, (int, float)) else 0.0
         self.offset_s = clock_start + offset
-        return window(base, offset, horizon_s)
+        return window_of(base, offset, horizon_s)
 
     def _apply(self, decoded: DecodedAction, desired: list[int]) -> None:
         cluster = self._cluster()

@@ -58,6 +58,9 @@ class PodSample:
     inter_token_latency_seconds: HistogramData
     e2e_request_latency_seconds: HistogramData
     request_queue_time_seconds: HistogramData
+    ready: bool = True
+    """False for a pod that is terminating (draining after a scale-down): still scraped, as
+    its running requests finish, but no longer receiving traffic (from the pod's status)."""
 
 
 @dataclass(frozen=True)

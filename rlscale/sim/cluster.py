@@ -214,8 +214,8 @@ class Cluster:
         """US dollars the pool has cost so far."""
         return self.gpu_hours(pool) * self.pools[pool].gpu_price
 
-    def mean_kv_cache_usage(self, pool: int | None = None) -> float:
-        """Time-weighted mean KV-cache usage of ready replicas (fraction), over the run so far."""
+    def kv_integrals(self, pool: int | None = None) -> tuple[float, float]:
+        """(KV-usage x seconds, ready-replica seconds) summed over replicas so far."""
         pools = range(len(self.pools)) if pool is None else [pool]
         kv_seconds = ready_seconds = 0.0
         for index in pools:
@@ -225,6 +225,11 @@ class Cluster:
                 if pod.engine is not None:
                     kv_seconds += pod.engine.kv_token_seconds / pod.engine.kv_capacity
                     ready_seconds += self.now_s - self._ready_since[pod.id]
+        return kv_seconds, ready_seconds
+
+    def mean_kv_cache_usage(self, pool: int | None = None) -> float:
+        """Time-weighted mean KV-cache usage of ready replicas (fraction), over the run so far."""
+        kv_seconds, ready_seconds = self.kv_integrals(pool)
         return kv_seconds / ready_seconds if ready_seconds > 0 else 0.0
 
     def pods_in(self, pool: int, phase: PodPhase) -> int:

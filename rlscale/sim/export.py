@@ -50,5 +50,6 @@ def cluster_snapshot(cluster: Cluster) -> ClusterSnapshot:
                 inter_token_latency_seconds=_histogram(engine.hist_itl),
                 e2e_request_latency_seconds=_histogram(engine.hist_e2e),
                 request_queue_time_seconds=_histogram(engine.hist_queue),
+                ready=pod.phase == PodPhase.READY,
             ))
     return ClusterSnapshot(cluster.now_s, tuple(pools), tuple(pods), dict(cluster.gpu_free))

@@ -1,0 +1,7 @@
+"""``python -m rlscale.evaluate``."""
+
+import sys
+
+from rlscale.evaluate.cli import main
+
+sys.exit(main())

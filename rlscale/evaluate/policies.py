@@ -1,0 +1,108 @@
+"""Policy specifications for evaluation: ``name`` or ``name:knob=value,knob=value``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlscale.agents.oracle import OraclePolicy
+from rlscale.agents.policy import Policy, PolicyContext
+from rlscale.sim.config import ConfigError
+
+DEFAULT_POLICIES = ("static", "hpa", "kpa", "keda", "planner", "oracle")
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """A policy by name with its knob settings (picklable, so workers can build it)."""
+
+    name: str
+    knobs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """Name as shown in tables (knobs included when set)."""
+        if not self.knobs:
+            return self.name
+        return self.name + "(" + ",".join(f"{k}={v}" for k, v in sorted(self.knobs.items())) + ")"
+
+
+def _value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def parse_policies(text: str) -> list[PolicySpec]:
+    """``static,hpa:target=0.6,planner`` -> specs; knobs after ``:``, separated by ``;``."""
+    specs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, knob_text = item.partition(":")
+        knobs: dict[str, Any] = {}
+        for pair in filter(None, knob_text.split(";")):
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise ConfigError(f"--policies: expected KNOB=VALUE in {item!r}, got {pair!r}")
+            knobs[key.strip()] = _value(value.strip())
+        specs.append(PolicySpec(name.strip(), knobs))
+    if not specs:
+        raise ConfigError("--policies: no policy given")
+    return specs
+
+
+def build_policy(spec: PolicySpec, context: PolicyContext) -> Policy:
+    """Instantiate a policy for an environment's context.
+
+    ``ppo`` (knob ``bundle``: a policy bundle directory; ``fallback``: a baseline, default
+    ``planner``) runs the bundle's numpy policy behind the shield, which falls back to the
+    baseline when the observation is NaN or outside the range seen in training.
+    """
+    if spec.name == "ppo":
+        return _bundle_policy(spec, context)
+    if spec.name == "oracle":
+        try:
+            return OraclePolicy(context, **spec.knobs)
+        except TypeError as err:
+            raise ConfigError(f"oracle: {err}") from None
+    from rlscale.agents.baselines import make_baseline
+
+    try:
+        return make_baseline(spec.name, context, **spec.knobs)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+
+
+def _bundle_policy(spec: PolicySpec, context: PolicyContext) -> Policy:
+    from rlscale.agents.bundle import BundleError
+    from rlscale.agents.numpy_policy import BundlePolicy
+    from rlscale.agents.shield import Shield, ShieldedPolicy
+
+    unknown = sorted(set(spec.knobs) - {"bundle", "fallback"})
+    if unknown or "bundle" not in spec.knobs:
+        raise ConfigError(f"ppo: needs knob 'bundle' (a bundle directory), optional 'fallback'; "
+                          f"got {sorted(spec.knobs)}")
+    try:
+        policy = BundlePolicy.load(str(spec.knobs["bundle"]),
+                                   expect_pools=[p.name for p in context.observation.pools])
+    except BundleError as err:
+        raise ConfigError(f"ppo: {err}") from None
+    fallback = build_policy(PolicySpec(str(spec.knobs.get("fallback", "planner"))), context)
+    shield = Shield(context, fallback=fallback, observation_range=policy.observation_range)
+    return ShieldedPolicy(policy, shield)
+
+
+def tunable(spec: PolicySpec) -> tuple[str, tuple[float, ...]] | None:
+    """The policy's main knob and its candidate values, if it has one."""
+    if spec.name == "oracle":
+        return OraclePolicy.TUNABLE, OraclePolicy.TUNE_GRID
+    from rlscale.agents.baselines import BASELINES
+
+    factory = BASELINES.get(spec.name)
+    knob = getattr(factory, "TUNABLE", None)
+    grid = getattr(factory, "TUNE_GRID", None)
+    if knob is None or grid is None:
+        return None
+    return str(knob), tuple(grid)

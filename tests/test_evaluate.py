@@ -1,0 +1,87 @@
+"""Offline evaluation: runs, aggregation with confidence intervals, tuning, outputs, CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from rlscale.envs.splits import Window, scenario_splits
+from rlscale.evaluate.cli import main
+from rlscale.evaluate.policies import PolicySpec, parse_policies
+from rlscale.evaluate.report import aggregate, ci95, markdown_table
+from rlscale.evaluate.runner import Task, run_task
+from rlscale.sim.config import ConfigError
+from rlscale.sim.scenario import load_scenario
+
+
+def test_ci95_uses_students_t() -> None:
+    mean, half = ci95([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    assert half == pytest.approx(4.303 * 1.0 / math.sqrt(3), rel=1e-3)
+    assert math.isnan(ci95([5.0])[1])
+    assert ci95([1.0, math.nan, 3.0])[0] == 2.0
+
+
+def test_parse_policies_with_knobs() -> None:
+    specs = parse_policies("static,hpa:target=0.5;metric=running,oracle")
+    assert specs[1] == PolicySpec("hpa", {"target": 0.5, "metric": "running"})
+    assert specs[1].label == "hpa(metric=running,target=0.5)"
+    with pytest.raises(ConfigError, match="expected KNOB=VALUE"):
+        parse_policies("hpa:target")
+
+
+def test_the_oracle_run_is_reproducible_and_judges_every_request() -> None:
+    task = Task("hetero-3pool", PolicySpec("oracle"), Window("w", 9101, 0.0), 0, "test")
+    first, second = run_task(task), run_task(task)
+    for row in (first, second):
+        row.pop("series")
+    assert first == second
+    assert first["requests"] == first["completed"] + first["failed"]
+    assert first["requests"] > 40_000
+    assert first["slo_attainment"] > 0.9
+    assert first["cost_usd"] > 0
+
+
+def test_held_out_windows_are_the_scenarios_test_split() -> None:
+    scenario = load_scenario("hetero-3pool")
+    splits = scenario_splits(scenario, 1800.0)
+    assert [w.seed for w in splits.test] == [9101, 9102, 9103]
+    assert all(w.seed >= 10_000 for w in splits.train_windows(3, 3600.0))
+
+
+def test_aggregate_gives_one_row_per_policy_with_cis() -> None:
+    rows = [{"policy": p, "split": "test", **{m: float(i) for m in (
+        "slo_attainment", "cost_usd", "gpu_hours", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s",
+        "itl_p50_s", "itl_p90_s", "itl_p99_s", "e2e_p50_s", "e2e_p90_s", "e2e_p99_s",
+        "e2e_mean_s", "kv_utilization", "throughput_tok_s", "failed", "requests",
+        "scaling_actions", "invalid_decisions")}} for p in ("a", "b") for i in (1, 2, 3)]
+    table = aggregate(rows)
+    assert [r["policy"] for r in table] == ["a", "b"]
+    assert table[0]["cost_usd"] == 2.0
+    assert table[0]["runs"] == 3
+    assert "| a |" in markdown_table(table)
+
+
+def test_cli_writes_results_table_and_plots(tmp_path: Path) -> None:
+    code = main(["--policies", "oracle", "--seeds", "0", "--no-tune", "--quiet",
+                 "--out", str(tmp_path), "--workers", "1"])
+    assert code == 0
+    for name in ("results.csv", "results.json", "results.md", "replicas.png", "weights.png",
+                 "ttft.png", "pareto.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    with (tmp_path / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 3 + 1  # three test windows, one aggregated row
+    assert rows[-1]["window"] == "all"
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["meta"]["split"] == "test"
+    assert len(data["series"]) == 3
+
+
+def test_cli_reports_a_bad_policy_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--policies", "magic", "--no-tune", "--quiet", "--out", str(tmp_path)]) == 2
+    assert "magic" in capsys.readouterr().err
