@@ -1,0 +1,48 @@
+"""Export a training run's model as a policy bundle, with the metadata the run knows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rlscale.agents.bundle import ActionSpec, export_sb3
+from rlscale.agents.train_config import TrainConfig
+from rlscale.envs.cluster_env import LLMClusterEnv
+from rlscale.sim.scenario import Scenario
+
+
+def export_run_bundle(model: Any, vec_normalize: Any, path: Path, config: TrainConfig,
+                      scenario: Scenario,
+                      seen: tuple[NDArray[np.float64], NDArray[np.float64]] | None,
+                      evaluation: dict[str, Any]) -> Path:
+    """Write ``model`` (with its ``VecNormalize`` statistics) as a bundle at ``path``.
+
+    ``seen`` is the (low, high) range of raw observations met in training; without one the
+    observation space's bounds are used (the shield then never falls back for range).
+    """
+    env = LLMClusterEnv(scenario, overrides={"reward": dict(config.reward)})
+    control = env.config.control
+    low, high = seen if seen is not None else (env.builder.low, env.builder.high)
+    scenario_yaml = ""
+    if scenario.source and Path(scenario.source).is_file():
+        scenario_yaml = Path(scenario.source).read_text()
+    else:
+        from importlib import resources
+
+        folder = resources.files("rlscale").joinpath("scenarios")
+        candidate = folder.joinpath(f"{scenario.name}.yaml")
+        if candidate.is_file():
+            scenario_yaml = candidate.read_text()
+    return export_sb3(
+        model, vec_normalize, path,
+        observation_config=env.observation_config,
+        min_replicas=[p.min_replicas for p in scenario.cluster.pools],
+        interval_s=control.interval_s,
+        action_spec=ActionSpec(tuple(p.name for p in scenario.cluster.pools),
+                               control.replica_step, control.weight_levels),
+        observation_names=env.observation_names, observation_units=env.observation_units,
+        seen_low=low, seen_high=high, scenario_name=scenario.name,
+        scenario_yaml=scenario_yaml, train_config=config.as_dict(), evaluation=evaluation)

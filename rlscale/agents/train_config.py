@@ -1,0 +1,196 @@
+"""Training configuration: a YAML file (``rlscale/configs/train.yaml`` by default) plus overrides.
+
+Every field is validated when read; an error names it
+(``train.ppo.batch_size: expected an integer in [8, inf], got 4``). The resolved config is saved
+with every run (``config.yaml``) and inside the policy bundle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlscale.sim.config import ConfigError, Section
+
+ACTIVATIONS = ("tanh", "relu")
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """MaskablePPO hyperparameters (stable-baselines3 names and meanings)."""
+
+    learning_rate: float = 3e-4
+    n_steps: int = 512
+    batch_size: int = 256
+    n_epochs: int = 10
+    gamma: float = 0.97
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.005
+    net_arch: tuple[int, ...] = (128, 128)
+    activation: str = "tanh"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Periodic validation during training and the closing evaluation.
+
+    Attributes:
+        every_steps: environment steps between validations (0: none).
+        split / seeds: validation windows and seeds.
+        baselines: tuned baselines the policy is compared with during training.
+        final_split / final_seeds / final_policies: the closing evaluation.
+    """
+
+    every_steps: int = 40_000
+    split: str = "validation"
+    seeds: tuple[int, ...] = (0,)
+    baselines: tuple[str, ...] = ("hpa", "planner")
+    final_split: str = "test"
+    final_seeds: tuple[int, ...] = (0, 1, 2)
+    final_policies: tuple[str, ...] = ("static", "hpa", "kpa", "keda", "planner", "oracle")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs; ``out`` is where it writes."""
+
+    scenario: str = "hetero-3pool"
+    total_timesteps: int = 120_000
+    n_envs: int = 2
+    seed: int = 0
+    reward: dict[str, float] = field(default_factory=dict)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    normalize_reward: bool = True
+    checkpoint_every_steps: int = 10_000
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for YAML/JSON (tuples become lists)."""
+        plain: dict[str, Any] = _plain(asdict(self))
+        return plain
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def default_config_text() -> str:
+    """The packaged default training config (YAML)."""
+    return resources.files("rlscale").joinpath("configs").joinpath("train.yaml").read_text()
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply ``a.b.c=value`` (value parsed as YAML) to nested ``data`` in place."""
+    key, sep, text = assignment.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"--set: expected KEY=VALUE (e.g. ppo.learning_rate=1e-4), got "
+                          f"{assignment!r}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string; people mean a number
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {assignment}: {part!r} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_train_config(path: Path | None = None, overrides: list[str] | None = None
+                      ) -> TrainConfig:
+    """Read a training config (the packaged default when ``path`` is None) and overrides."""
+    if path is not None and not path.is_file():
+        raise ConfigError(f"training config {str(path)!r} does not exist")
+    text = path.read_text() if path is not None else default_config_text()
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"training config: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError("training config: expected a mapping at the top level")
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    return train_config_from_dict(data)
+
+
+def _int_list(section: Section, key: str, default: list[int]) -> tuple[int, ...]:
+    value = section.raw(key, default)
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ConfigError(f"{section.path}.{key}: expected a non-empty list of integers, "
+                          f"got {value!r}")
+    return tuple(value)
+
+
+def _str_list(section: Section, key: str, default: list[str]) -> tuple[str, ...]:
+    value = section.raw(key, default)
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{section.path}.{key}: expected a list of names, got {value!r}")
+    return tuple(value)
+
+
+def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Validate a parsed training config."""
+    top = Section(data, "train")
+    p = top.section("ppo")
+    ppo = PPOConfig(
+        learning_rate=p.number("learning_rate", 3e-4, min_value=0, strict_min=True),
+        n_steps=p.integer("n_steps", 512, min_value=8),
+        batch_size=p.integer("batch_size", 256, min_value=8),
+        n_epochs=p.integer("n_epochs", 10, min_value=1),
+        gamma=p.number("gamma", 0.97, min_value=0, max_value=1),
+        gae_lambda=p.number("gae_lambda", 0.95, min_value=0, max_value=1),
+        clip_range=p.number("clip_range", 0.2, min_value=0, strict_min=True),
+        ent_coef=p.number("ent_coef", 0.005, min_value=0),
+        net_arch=_int_list(p, "net_arch", [128, 128]),
+        activation=p.string("activation", "tanh", ACTIVATIONS),
+    )
+    p.finish()
+    e = top.section("eval")
+    evaluation = EvalConfig(
+        every_steps=e.integer("every_steps", 40_000, min_value=0),
+        split=e.string("split", "validation", ("validation", "test")),
+        seeds=_int_list(e, "seeds", [0]),
+        baselines=_str_list(e, "baselines", ["hpa", "planner"]),
+        final_split=e.string("final_split", "test", ("validation", "test")),
+        final_seeds=_int_list(e, "final_seeds", [0, 1, 2]),
+        final_policies=_str_list(e, "final_policies",
+                                 ["static", "hpa", "kpa", "keda", "planner", "oracle"]),
+    )
+    e.finish()
+    reward = top.raw("reward", {}) or {}
+    if not isinstance(reward, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in reward.values()):
+        raise ConfigError(f"train.reward: expected a mapping of coefficients, got {reward!r}")
+    config = TrainConfig(
+        scenario=top.string("scenario", "hetero-3pool"),
+        total_timesteps=top.integer("total_timesteps", 120_000, min_value=1),
+        n_envs=top.integer("n_envs", 2, min_value=1, max_value=256),
+        seed=top.integer("seed", 0, min_value=0),
+        reward={str(k): float(v) for k, v in reward.items()},
+        ppo=ppo,
+        normalize_reward=top.boolean("normalize_reward", True),
+        checkpoint_every_steps=top.integer("checkpoint_every_steps", 10_000, min_value=1),
+        eval=evaluation,
+    )
+    top.finish()
+    if ppo.batch_size > ppo.n_steps * config.n_envs:
+        raise ConfigError(f"train.ppo.batch_size ({ppo.batch_size}) must be at most n_steps x "
+                          f"n_envs ({ppo.n_steps * config.n_envs})")
+    return config
