@@ -1,12 +1,14 @@
 """The clairvoyant oracle: it reads the episode's future arrivals and provisions ahead.
 
 It is the lower bound of cost at the SLO that every policy is measured against. At time ``t``
-it computes, for every future control interval, the request rate that will arrive and the
-replicas that rate needs, filling pools in order of price per unit of capacity (cheapest first,
-up to each pool's limit). Pool ``i`` then asks for the most replicas it will need between now and
-``t + lead_i + interval``, where ``lead_i`` is the pool's 95th-percentile cold start: a replica
-is started early enough to be ready when the load comes, and kept only while a replacement could
-not arrive in time. It routes by ready capacity.
+it computes, for every future control interval, the request rate that will arrive (averaged
+over ``smoothing_s``) and the replicas that rate needs, filling pools in order of price per unit
+of capacity (cheapest first, up to each pool's limit). Pool ``i`` then asks for the most replicas
+it will need between now and ``t + lead_i + interval``, where ``lead_i`` is the pool's median
+cold start: a replica is started early enough to be ready when the load comes (usually), and
+kept only while a replacement could not arrive in time — so a replica idles at most one cold
+start, which a restart would have billed anyway. It routes by ready capacity. It knows the
+arrivals, not the cold-start draws.
 """
 
 from __future__ import annotations
@@ -29,13 +31,16 @@ class OraclePolicy:
     TUNE_GRID: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5)
 
     def __init__(self, context: PolicyContext, *, headroom: float = 0.1,
-                 lead_s: Sequence[float] | None = None) -> None:
-        """``headroom``: capacity planned above the arriving rate (fraction); ``lead_s``: per
-        pool cold-start lead in seconds (set by :meth:`prepare` from the scenario)."""
-        if headroom < 0:
-            raise ValueError(f"oracle: headroom must be >= 0, got {headroom}")
+                 smoothing_s: float = 60.0, lead_s: Sequence[float] | None = None) -> None:
+        """``headroom``: capacity planned above the arriving rate (fraction); ``smoothing_s``:
+        the window the future rate is averaged over (seconds); ``lead_s``: per pool cold-start
+        lead in seconds (set by :meth:`prepare` from the scenario)."""
+        if headroom < 0 or smoothing_s < 0:
+            raise ValueError(f"oracle: headroom and smoothing_s must be >= 0, got {headroom}, "
+                             f"{smoothing_s}")
         self.context = context
         self.headroom = headroom
+        self.smoothing_s = smoothing_s
         self.lead_s = list(lead_s) if lead_s is not None else [300.0] * context.pool_count
         pools = context.observation.pools
         self.order = sorted(range(len(pools)), key=lambda i: (
@@ -49,7 +54,11 @@ class OraclePolicy:
         interval = self.context.interval_s
         bins = max(1, math.ceil(workload.duration_s / interval) + 1)
         counts = np.bincount((workload.arrival_s // interval).astype(np.int64), minlength=bins)
-        self._rate = counts / interval
+        width = max(1, round(self.smoothing_s / interval))
+        # The rate over the ``width`` bins starting at each bin (looking ahead, not behind).
+        padded = np.concatenate([[0.0], np.cumsum(counts), np.full(width, float(counts.sum()))])
+        ahead = (padded[width:width + len(counts)] - padded[:len(counts)]) / width
+        self._rate = ahead / interval
         self._clock_start_s = clock_start_s
         if lead_s is not None:
             self.lead_s = list(lead_s)

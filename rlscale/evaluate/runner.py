@@ -38,7 +38,7 @@ def run_task(task: Task) -> dict[str, Any]:
     policy.reset()
     prepare: Callable[..., None] | None = getattr(policy, "prepare", None)
     if prepare is not None and env.episode_workload is not None:
-        leads = [pool.replica_cold_start.p95_s for pool in scenario.cluster.pools]
+        leads = [pool.replica_cold_start.median_s for pool in scenario.cluster.pools]
         prepare(env.episode_workload, env.offset_s, lead_s=leads)
     series: dict[str, list[Any]] = {"time_s": [], "replicas": [], "ready": [], "weights": [],
                                     "ttft_p90_s": [], "slo_attainment": [], "cost_usd": []}

@@ -56,6 +56,23 @@ class PoolResult:
     valid: bool = True
 
 
+class PerPoolBaseline(Baseline):
+    """A single-pool autoscaler run on every pool, as one HPA (or KPA, or KEDA ScaledObject)
+    per Deployment would: each pool scales on its own metric, traffic follows ready capacity."""
+
+    def decide(self, observed: PolicyInput) -> Decision:
+        """One reconcile per pool at ``observed.time_s``, combined into one decision."""
+        check_pools(self.name, self.context, observed)
+        results = [self._pool(observed, i) for i in range(self.context.pool_count)]
+        replicas = [r.replicas for r in results]
+        weights = capacity_weights(self.context, observed.pools, replicas, cold_start_share=True)
+        return combine(self.context, observed, results, weights)
+
+    def _pool(self, observed: PolicyInput, i: int) -> PoolResult:
+        """Pool ``i``'s replicas and reason."""
+        raise NotImplementedError
+
+
 def check_pools(policy: str, context: PolicyContext, observed: PolicyInput) -> None:
     """Raise ValueError unless ``observed`` has one pool statistic and one desired count per
     pool of ``context``, in the same order."""

@@ -27,11 +27,8 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from rlscale.agents.baselines._common import (
-    Baseline,
+    PerPoolBaseline,
     PoolResult,
-    capacity_weights,
-    check_pools,
-    combine,
     non_negative,
     per_pool,
     positive,
@@ -44,7 +41,7 @@ from rlscale.agents.baselines.hpa_core import (
     ScalingRules,
     plain_metric_replicas,
 )
-from rlscale.agents.policy import Decision, PolicyContext, PolicyInput
+from rlscale.agents.policy import PolicyContext, PolicyInput
 from rlscale.metrics.snapshot import PodSample
 
 METRICS: dict[str, Callable[[PodSample], float]] = {
@@ -78,7 +75,7 @@ def behavior_rules(stabilization_window_s: float, scale_up_stabilization_s: floa
     return up, down
 
 
-class HorizontalPodAutoscaler(Baseline):
+class HorizontalPodAutoscaler(PerPoolBaseline):
     """Kubernetes HPA v2 per pool on a per-pod vLLM metric.
 
     Knobs:
@@ -131,14 +128,6 @@ class HorizontalPodAutoscaler(Baseline):
         """Forget recommendations and scale events of every pool."""
         for behavior in self.behaviors:
             behavior.reset()
-
-    def decide(self, observed: PolicyInput) -> Decision:
-        """One HPA reconcile per pool at ``observed.time_s``."""
-        check_pools(self.name, self.context, observed)
-        results = [self._pool(observed, i) for i in range(self.context.pool_count)]
-        replicas = [r.replicas for r in results]
-        weights = capacity_weights(self.context, observed.pools, replicas, cold_start_share=True)
-        return combine(self.context, observed, results, weights)
 
     def _pool(self, observed: PolicyInput, i: int) -> PoolResult:
         now = observed.time_s

@@ -22,22 +22,19 @@ from __future__ import annotations
 from typing import ClassVar
 
 from rlscale.agents.baselines._common import (
-    Baseline,
+    PerPoolBaseline,
     PoolResult,
     as_count,
-    capacity_weights,
-    check_pools,
     clamp,
-    combine,
     non_negative,
     positive,
 )
 from rlscale.agents.baselines.hpa import behavior_rules
 from rlscale.agents.baselines.hpa_core import TOLERANCE, HpaBehavior, external_per_pod_replicas
-from rlscale.agents.policy import Decision, PolicyContext, PolicyInput
+from rlscale.agents.policy import PolicyContext, PolicyInput
 
 
-class KedaScaler(Baseline):
+class KedaScaler(PerPoolBaseline):
     """KEDA Prometheus trigger on the pool's total waiting requests, per pool.
 
     Knobs:
@@ -80,14 +77,6 @@ class KedaScaler(Baseline):
         for behavior in self.behaviors:
             behavior.reset()
         self.last_active = [None] * self.context.pool_count
-
-    def decide(self, observed: PolicyInput) -> Decision:
-        """KEDA's scale loop and its HPA, per pool, at ``observed.time_s``."""
-        check_pools(self.name, self.context, observed)
-        results = [self._pool(observed, i) for i in range(self.context.pool_count)]
-        replicas = [r.replicas for r in results]
-        weights = capacity_weights(self.context, observed.pools, replicas, cold_start_share=True)
-        return combine(self.context, observed, results, weights)
 
     def _pool(self, observed: PolicyInput, i: int) -> PoolResult:
         now = observed.time_s

@@ -28,16 +28,13 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from rlscale.agents.baselines._common import (
-    Baseline,
+    PerPoolBaseline,
     PoolResult,
-    capacity_weights,
-    check_pools,
     clamp,
-    combine,
     positive,
     ready_samples,
 )
-from rlscale.agents.policy import Decision, PolicyContext, PolicyInput
+from rlscale.agents.policy import PolicyContext, PolicyInput
 
 
 @dataclass
@@ -48,7 +45,7 @@ class _PoolState:
     max_panic_pods: int = 0
 
 
-class KnativePodAutoscaler(Baseline):
+class KnativePodAutoscaler(PerPoolBaseline):
     """Knative KPA per pool on concurrency (running + waiting requests per pod).
 
     Knobs:
@@ -93,14 +90,6 @@ class KnativePodAutoscaler(Baseline):
     def reset(self) -> None:
         """Forget samples and panic state (the next decision starts like a new autoscaler)."""
         self.state = [_PoolState() for _ in range(self.context.pool_count)]
-
-    def decide(self, observed: PolicyInput) -> Decision:
-        """One ``Scale`` per pool at ``observed.time_s``."""
-        check_pools(self.name, self.context, observed)
-        results = [self._pool(observed, i) for i in range(self.context.pool_count)]
-        replicas = [r.replicas for r in results]
-        weights = capacity_weights(self.context, observed.pools, replicas, cold_start_share=True)
-        return combine(self.context, observed, results, weights)
 
     def _pool(self, observed: PolicyInput, i: int) -> PoolResult:
         now = observed.time_s
