@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "evaluate": ("rlscale.evaluate.cli", "judge policies on held-out windows (table, CSV, plots)"),
     "tune": ("rlscale.evaluate.tune_cli", "tune the baselines' knobs on training windows"),
     "train": ("rlscale.train", "train the PPO scaling-and-routing policy, export its bundle"),
+    "controller": ("rlscale.controller.cli", "run the in-cluster controller"),
 }
 
 

@@ -80,10 +80,14 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
           validate: bool = True, final_evaluation: bool = True,
           workers: int | None = None) -> dict[str, Any]:
     """Train, export and evaluate; returns paths and figures of the run."""
+    import torch
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
 
+    # One intra-op thread: the cores belong to the simulator processes; torch's own thread
+    # pool would spin against them while they step (the networks here are tiny).
+    torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(config.as_dict(), sort_keys=False))
     (out / "versions.json").write_text(json.dumps(library_versions(), indent=1) + "\n")
@@ -121,8 +125,6 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
         steps_done = 0
         vec_env = VecNormalize(venv, norm_obs=True, norm_reward=config.normalize_reward,
                                clip_obs=10.0, gamma=config.ppo.gamma)
-        import torch
-
         activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[config.ppo.activation]
         model = MaskablePPO(
             "MlpPolicy", vec_env, learning_rate=config.ppo.learning_rate,

@@ -1,0 +1,28 @@
+"""The in-cluster controller: metric sources, Kubernetes actuator, leader election, the control
+loop, and its own metrics and health endpoints.
+
+``python -m rlscale.controller --config controller.yaml`` (or ``rlscale controller``) runs it;
+:mod:`rlscale.controller.config` documents the YAML. Modules, one idea each:
+
+========================  ================================================================
+``config``                the YAML, validated (``validation``: the field-naming reader)
+``kube``                  the Kubernetes API clients and how their errors are classified
+``cluster_state``         Deployments, pods, HTTPRoute weights and free GPUs from the API
+``sources``               the ``MetricSource`` protocol and the direct pod scrape
+``prometheus``            the Prometheus source
+``policies``              the bundle or heuristic behind the shield, with its fallback
+``loop``                  one control iteration and the loop
+``actuator``              scaling Deployments and setting HTTPRoute weights, with retries
+``leader``                leader election on a Lease
+``observability``         Prometheus metrics, /healthz and /readyz, JSON logs, Events
+``cli``                   the command line
+========================  ================================================================
+
+Neither torch, stable-baselines3, gymnasium nor the simulator is imported: the policy runs on
+the bundle's numpy runtime.
+"""
+
+from rlscale.controller.config import ControllerConfig, load_config, parse_config
+from rlscale.controller.validation import ConfigError
+
+__all__ = ["ConfigError", "ControllerConfig", "load_config", "parse_config"]

@@ -1,0 +1,173 @@
+"""``rlscale controller`` / ``python -m rlscale.controller``: run the in-cluster controller.
+
+    python -m rlscale.controller --config controller.yaml [--kubeconfig PATH] [--mode shadow]
+                                 [--once] [--log-level INFO]
+
+Exit codes: 0 after a clean stop (SIGTERM or SIGINT), 2 for a bad config (the message names
+the field) or bad arguments, 1 when the Kubernetes API cannot be configured. A policy bundle
+that cannot be loaded is not fatal: the error is logged and the fallback heuristic runs
+(every decision says ``BundleLoadFailed``). ``--once`` runs one iteration, prints its
+:class:`~rlscale.controller.loop.DecisionRecord` as JSON and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from rlscale.controller.actuator import KubernetesActuator
+from rlscale.controller.cluster_state import ClusterReader
+from rlscale.controller.config import MODES, ControllerConfig, load_config
+from rlscale.controller.kube import KubeClients, load_clients
+from rlscale.controller.leader import LeaderElector
+from rlscale.controller.loop import ControlLoop
+from rlscale.controller.observability import (
+    ControllerMetrics,
+    EventRecorder,
+    HealthServer,
+    configure_logging,
+)
+from rlscale.controller.policies import build_policy_setup
+from rlscale.controller.prometheus import PrometheusSource
+from rlscale.controller.sources import MetricSource, PodScrapeSource
+from rlscale.controller.validation import ConfigError
+
+log = logging.getLogger("rlscale.controller")
+
+
+def build_source(config: ControllerConfig, reader: ClusterReader) -> MetricSource:
+    """The metric source the config asks for."""
+    metrics = config.metrics
+    if metrics.source == "prometheus":
+        assert metrics.url is not None
+        return PrometheusSource(reader, metrics.url, timeout_s=metrics.timeout_s,
+                                staleness_s=config.staleness_s)
+    return PodScrapeSource(reader, port=metrics.port, path=metrics.path,
+                           timeout_s=metrics.timeout_s, max_workers=metrics.max_workers)
+
+
+@dataclass
+class Controller:
+    """The controller's parts, wired (see :func:`build_controller`)."""
+
+    config: ControllerConfig
+    loop: ControlLoop
+    source: MetricSource
+    metrics: ControllerMetrics
+    elector: LeaderElector | None
+
+
+def build_controller(config: ControllerConfig, clients: KubeClients) -> Controller:
+    """Wire source, policy, actuator, leader election and reporting for ``config``.
+
+    Raises:
+        ConfigError: a heuristic knob value is invalid.
+    """
+    setup = build_policy_setup(config)
+    for warning in setup.warnings:
+        log.warning("%s", warning, extra={"fields": {"event": "ConfigWarning"}})
+    reader = ClusterReader(clients, route=config.httproute, gpus=config.gpus)
+    source = build_source(config, reader)
+    metrics = ControllerMetrics()
+    lease = config.leader_election
+    elector = None
+    if lease.enabled:
+        elector = LeaderElector(
+            clients.coordination, name=lease.name, namespace=lease.namespace,
+            identity=lease.identity, lease_duration_s=lease.lease_duration_s,
+            renew_deadline_s=lease.renew_deadline_s, retry_period_s=lease.retry_period_s,
+            on_change=lambda leader: metrics.is_leader.set(1.0 if leader else 0.0))
+    actuator = KubernetesActuator(clients) if config.mode == "act" else None
+    loop = ControlLoop(config, source, setup, actuator=actuator, metrics=metrics,
+                       events=EventRecorder(clients.core, instance=lease.identity),
+                       is_leader=(lambda: elector.is_leader) if elector else (lambda: True))
+    return Controller(config, loop, source, metrics, elector)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlscale controller",
+        description="Run the in-cluster controller: scale vLLM pools and route traffic.")
+    parser.add_argument("--config", required=True, help="controller YAML")
+    parser.add_argument("--kubeconfig", default=None,
+                        help="kubeconfig file (default: in-cluster service account, else "
+                             "$KUBECONFIG or ~/.kube/config)")
+    parser.add_argument("--mode", choices=MODES, default=None,
+                        help="override the config's mode (shadow: decide and log, never write)")
+    parser.add_argument("--once", action="store_true",
+                        help="run one iteration, print its decision as JSON, exit")
+    parser.add_argument("--log-level", default="INFO",
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the controller; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    configure_logging(args.log_level)
+    try:
+        config = load_config(args.config)
+        if args.mode is not None:
+            config = replace(config, mode=args.mode)
+        try:
+            clients = load_clients(args.kubeconfig)
+        except Exception as err:  # no kubeconfig, no service account, unreadable file
+            print(f"rlscale controller: cannot configure the Kubernetes API client: {err}",
+                  file=sys.stderr)
+            return 1
+        controller = build_controller(config, clients)
+    except ConfigError as err:
+        print(f"rlscale controller: bad config {args.config}: {err}", file=sys.stderr)
+        return 2
+    if args.once:
+        if controller.elector is not None:
+            controller.elector.tick()
+        record = controller.loop.run_once(time.time())
+        controller.source.close()
+        print(json.dumps(record.to_dict()))
+        return 0
+    return _serve(controller)
+
+
+def _serve(controller: Controller) -> int:
+    config = controller.config
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server = HealthServer(controller.metrics, controller.loop.ready,
+                          address=config.http.address, port=config.http.port).start()
+    log.info("controller started", extra={"fields": {
+        "event": "Started", "mode": config.mode, "pools": list(config.pool_names),
+        "policy": controller.loop.setup.name, "http_port": server.port}})
+    threads = []
+    if controller.elector is not None:
+        controller.elector.tick()  # so the first iteration knows whether it may act
+        thread = threading.Thread(target=controller.elector.run, args=(stop,),
+                                  name="rlscale-leader", daemon=True)
+        thread.start()
+        threads.append(thread)
+    try:
+        controller.loop.run_forever(stop)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=config.leader_election.renew_deadline_s)
+        server.stop()
+        controller.source.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

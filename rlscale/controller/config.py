@@ -1,0 +1,477 @@
+"""The controller's YAML: pools, the HTTPRoute, the policy, metric source, leader election.
+
+Example (every field; defaults in comments)::
+
+    interval_s: 30                 # seconds between decisions
+    staleness_s: 90                # metrics older than this are stale (default 3 x interval_s)
+    mode: act                      # act | shadow (decide and log, never write)
+    slo: {ttft_s: 2.0, itl_s: 0.15}          # seconds; optional with a bundle
+    observation: {long_window_s: 300, day_length_s: 86400}   # s; a bundle has its own
+    pools:
+      - name: h100                 # the pool name the policy knows
+        namespace: llm
+        deployment: vllm-h100
+        min_replicas: 1
+        max_replicas: 4
+        # profile facts (needed for heuristics and for the fallback; a bundle brings its own):
+        gpu_type: H100             # GPU type name, as in gpus.types values
+        gpus_per_replica: 1
+        max_num_seqs: 256          # vLLM --max-num-seqs
+        price_per_replica_hour: 6.88   # US dollars
+        capacity_rps: 12.0         # requests/s one replica serves within the SLO
+        gpu_inventory: 4           # GPUs of this type in the cluster
+    httproute:                     # optional: without it routing weights are left alone
+      namespace: llm
+      name: vllm
+      backends: {vllm-h100: h100}  # backendRef (Service) name -> pool
+    policy:
+      bundle: /policies/ppo        # a policy bundle directory, or:
+      # heuristic: planner
+      knobs: {}                    # heuristic knobs (see rlscale.agents.baselines)
+    fallback: {heuristic: planner, knobs: {}}
+    shield: {max_scale_up: 4, max_scale_down: 2, block_scale_down_while_pending: true,
+             range_margin: 0.25}
+    metrics:
+      source: pods                 # pods (scrape every pod) | prometheus
+      port: 8000                   # pods: the vLLM container port
+      path: /metrics
+      timeout_s: 2.0               # per scrape / per query
+      max_workers: 16              # pods: concurrent scrapes
+      # url: http://prometheus.monitoring:9090   # prometheus only
+    gpus:
+      node_label: nvidia.com/gpu.product   # node label holding the GPU model
+      resource: nvidia.com/gpu             # extended resource counted
+      types: {NVIDIA-H100-80GB-HBM3: H100} # label value -> gpu_type (default: identity)
+    leader_election:
+      enabled: true
+      name: rlscale-controller     # the Lease
+      namespace: llm               # default: the first pool's namespace
+      lease_duration_s: 15
+      renew_deadline_s: 10
+      retry_period_s: 2
+      # identity: default the host name (the pod name in a cluster)
+    http: {address: 0.0.0.0, port: 8080}   # /metrics, /healthz, /readyz
+
+With ``policy.bundle`` the observation (pools' profile facts, SLO, windows) comes from the
+bundle, as it was trained; the config's profile facts, if given (all of them, on every pool),
+are used by the fallback when the bundle cannot be loaded. ``min_replicas`` and
+``max_replicas`` are always the operator's limits, enforced by the shield.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from rlscale.agents.shield import ShieldConfig
+from rlscale.controller.validation import ConfigError, Section
+from rlscale.metrics.observation import ObservationConfig, PoolInfo
+
+Mode = Literal["act", "shadow"]
+MODES: tuple[Mode, ...] = ("act", "shadow")
+SOURCES = ("pods", "prometheus")
+
+PROFILE_FIELDS = ("gpu_type", "gpus_per_replica", "max_num_seqs", "price_per_replica_hour",
+                  "capacity_rps", "gpu_inventory")
+"""Per-pool facts the observation is normalized with (:class:`PoolInfo` less name and max)."""
+
+
+@dataclass(frozen=True)
+class PoolProfile:
+    """A pool's profile facts (units as :class:`~rlscale.metrics.observation.PoolInfo`)."""
+
+    gpu_type: str
+    gpus_per_replica: int
+    max_num_seqs: int
+    price_per_replica_hour: float
+    capacity_rps: float
+    gpu_inventory: int
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    """One pool: its Deployment, the operator's replica limits and (optionally) its facts."""
+
+    name: str
+    namespace: str
+    deployment: str
+    min_replicas: int
+    max_replicas: int
+    profile: PoolProfile | None = None
+
+    def pool_info(self) -> PoolInfo:
+        """The pool as the observation builder sees it (needs the profile)."""
+        if self.profile is None:
+            raise ValueError(f"pool {self.name!r} has no profile facts in the config")
+        p = self.profile
+        return PoolInfo(self.name, p.gpu_type, p.gpus_per_replica, self.max_replicas,
+                        p.max_num_seqs, p.price_per_replica_hour, p.capacity_rps,
+                        p.gpu_inventory)
+
+
+@dataclass(frozen=True)
+class RouteConfig:
+    """The Gateway API HTTPRoute whose backendRef weights route traffic across pools.
+
+    ``backends`` maps a backendRef (Service) name to the pool it serves.
+    """
+
+    namespace: str
+    name: str
+    backends: dict[str, str]
+
+    def services_of(self, pool: str) -> tuple[str, ...]:
+        """The backendRef names of ``pool``."""
+        return tuple(s for s, p in self.backends.items() if p == pool)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """The primary policy: a bundle directory or a heuristic with knobs."""
+
+    bundle: str | None = None
+    heuristic: str | None = None
+    knobs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FallbackConfig:
+    """The heuristic that decides when the primary policy cannot be trusted."""
+
+    heuristic: str = "planner"
+    knobs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SloConfig:
+    """Latency SLO: time to first token and inter-token latency, seconds."""
+
+    ttft_s: float
+    itl_s: float
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Where metrics come from.
+
+    ``pods``: scrape ``http://<podIP>:<port><path>`` of every running pod with
+    ``max_workers`` threads, ``timeout_s`` seconds per scrape. ``prometheus``: instant
+    queries to ``url`` with ``timeout_s`` seconds per query.
+    """
+
+    source: Literal["pods", "prometheus"] = "pods"
+    port: int = 8000
+    path: str = "/metrics"
+    timeout_s: float = 2.0
+    max_workers: int = 16
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class GpuConfig:
+    """How free GPUs are counted: nodes carrying ``node_label`` (its value mapped through
+    ``types`` to a pool's ``gpu_type``; unmapped values are used as they are), their
+    allocatable ``resource`` minus what scheduled pods request."""
+
+    node_label: str = "nvidia.com/gpu.product"
+    resource: str = "nvidia.com/gpu"
+    types: dict[str, str] = field(default_factory=dict)
+
+    def gpu_type(self, label_value: str) -> str:
+        """The pool GPU type of a node label value."""
+        return self.types.get(label_value, label_value)
+
+
+@dataclass(frozen=True)
+class LeaderElectionConfig:
+    """A ``coordination.k8s.io/v1`` Lease; durations in seconds (client-go's defaults)."""
+
+    enabled: bool = True
+    name: str = "rlscale-controller"
+    namespace: str = "default"
+    lease_duration_s: float = 15.0
+    renew_deadline_s: float = 10.0
+    retry_period_s: float = 2.0
+    identity: str = ""
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The endpoint serving ``/metrics``, ``/healthz`` and ``/readyz`` (port 0: any free)."""
+
+    address: str = "0.0.0.0"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """The whole controller configuration (see the module docstring)."""
+
+    pools: tuple[PoolConfig, ...]
+    policy: PolicyConfig
+    httproute: RouteConfig | None = None
+    fallback: FallbackConfig = field(default_factory=FallbackConfig)
+    slo: SloConfig | None = None
+    interval_s: float = 30.0
+    staleness_s: float = 90.0
+    mode: Mode = "act"
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    gpus: GpuConfig = field(default_factory=GpuConfig)
+    shield: ShieldConfig = field(default_factory=ShieldConfig)
+    leader_election: LeaderElectionConfig = field(default_factory=LeaderElectionConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    long_window_s: float = 300.0
+    day_length_s: float = 86400.0
+
+    @property
+    def pool_names(self) -> tuple[str, ...]:
+        """Pool names in config (= observation) order."""
+        return tuple(p.name for p in self.pools)
+
+    @property
+    def has_profiles(self) -> bool:
+        """Whether the config gives every pool's profile facts and the SLO."""
+        return self.slo is not None and all(p.profile is not None for p in self.pools)
+
+    def observation_config(self) -> ObservationConfig:
+        """The observation built from the config's facts (heuristics; bundle fallback)."""
+        if self.slo is None or not self.has_profiles:
+            raise ValueError("the config has no profile facts and SLO for every pool")
+        return ObservationConfig(tuple(p.pool_info() for p in self.pools), self.slo.ttft_s,
+                                 self.slo.itl_s, self.long_window_s, self.day_length_s)
+
+
+# ---------------------------------------------------------------------------------- loading
+def load_config(path: str | os.PathLike[str]) -> ControllerConfig:
+    """Read and validate the controller YAML at ``path``.
+
+    Raises:
+        ConfigError: unreadable file, bad YAML, or a bad field (the message names it).
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read the config {path}: {err}") from err
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    return parse_config(data)
+
+
+def parse_config(data: Any) -> ControllerConfig:
+    """Validate parsed YAML (a mapping) into a :class:`ControllerConfig`."""
+    root = Section(data, "")
+    interval_s = root.number("interval_s", 30.0, min_value=0.0, strict_min=True)
+    staleness_s = root.number("staleness_s", 3.0 * interval_s, min_value=0.0, strict_min=True)
+    mode: Mode = "act" if root.string("mode", "act", MODES) == "act" else "shadow"
+    policy = _policy(root.section("policy"))
+    pools = _pools(root, policy)
+    names = [p.name for p in pools]
+    slo = _slo(root, required=policy.bundle is None or any(p.profile for p in pools))
+    observation = root.section("observation")
+    long_window_s = observation.number("long_window_s", 300.0, min_value=0.0, strict_min=True)
+    day_length_s = observation.number("day_length_s", 86400.0, min_value=0.0, strict_min=True)
+    observation.finish()
+    route = _route(root, names)
+    fallback_section = root.section("fallback")
+    fallback = FallbackConfig(fallback_section.string("heuristic", "planner"),
+                              fallback_section.mapping("knobs"))
+    _check_heuristic(fallback_section, fallback.heuristic, fallback.knobs)
+    fallback_section.finish()
+    config = ControllerConfig(
+        pools=pools, policy=policy, httproute=route, fallback=fallback, slo=slo,
+        interval_s=interval_s, staleness_s=staleness_s, mode=mode,
+        metrics=_metrics(root.section("metrics")), gpus=_gpus(root.section("gpus")),
+        shield=_shield(root.section("shield")),
+        leader_election=_leader(root.section("leader_election"), pools[0].namespace),
+        http=_http(root.section("http")), long_window_s=long_window_s,
+        day_length_s=day_length_s)
+    root.finish()
+    if config.has_profiles:
+        try:
+            config.observation_config()
+        except ValueError as err:
+            raise ConfigError(f"pools: {err}") from None
+    return config
+
+
+def _policy(section: Section) -> PolicyConfig:
+    bundle = section.optional_string("bundle")
+    heuristic = section.optional_string("heuristic")
+    if (bundle is None) == (heuristic is None):
+        raise ConfigError(f"{section.where('bundle')}: give exactly one of policy.bundle (a "
+                          f"bundle directory) or policy.heuristic (a heuristic name)")
+    knobs = section.mapping("knobs")
+    if bundle is not None and knobs:
+        raise ConfigError(f"{section.where('knobs')}: knobs apply to a heuristic policy, not "
+                          f"to a bundle")
+    if heuristic is not None:
+        _check_heuristic(section, heuristic, knobs)
+    section.finish()
+    return PolicyConfig(bundle, heuristic, knobs)
+
+
+def _check_heuristic(section: Section, name: str, knobs: dict[str, Any]) -> None:
+    from rlscale.agents.baselines import knobs_of
+
+    try:
+        valid = knobs_of(name)
+    except ValueError as err:
+        raise ConfigError(f"{section.where('heuristic')}: {err}") from None
+    unknown = sorted(set(knobs) - set(valid))
+    if unknown:
+        raise ConfigError(f"{section.where('knobs')}: unknown knob(s) {unknown} for heuristic "
+                          f"{name!r}; valid: {list(valid)}")
+
+
+def _pools(root: Section, policy: PolicyConfig) -> tuple[PoolConfig, ...]:
+    sections = root.sections("pools")
+    if not sections:
+        raise ConfigError("pools: at least one pool is required")
+    facts_needed = policy.bundle is None or any(
+        s.has(key) for s in sections for key in PROFILE_FIELDS)
+    why = ("a heuristic policy needs them" if policy.bundle is None else
+           "profile facts are given for some pool, so every pool needs all of them")
+    pools: list[PoolConfig] = []
+    for s in sections:
+        name = s.string("name")
+        namespace = s.string("namespace")
+        deployment = s.string("deployment")
+        min_replicas = s.integer("min_replicas", min_value=0)
+        max_replicas = s.integer("max_replicas", min_value=max(1, min_replicas))
+        profile = None
+        if facts_needed:
+            missing = [key for key in PROFILE_FIELDS if not s.has(key)]
+            if missing:
+                raise ConfigError(f"{s.where(missing[0])}: required field is missing ({why})")
+            profile = PoolProfile(
+                gpu_type=s.string("gpu_type"),
+                gpus_per_replica=s.integer("gpus_per_replica", min_value=1),
+                max_num_seqs=s.integer("max_num_seqs", min_value=1),
+                price_per_replica_hour=s.number("price_per_replica_hour", min_value=0.0),
+                capacity_rps=s.number("capacity_rps", min_value=0.0, strict_min=True),
+                gpu_inventory=s.integer("gpu_inventory", min_value=0))
+        s.finish()
+        pools.append(PoolConfig(name, namespace, deployment, min_replicas, max_replicas,
+                                profile))
+    names = [p.name for p in pools]
+    for i, pool in enumerate(pools):
+        if names.index(pool.name) != i:
+            raise ConfigError(f"pools[{i}].name: pool name {pool.name!r} is used twice")
+        key = (pool.namespace, pool.deployment)
+        if [(p.namespace, p.deployment) for p in pools].index(key) != i:
+            raise ConfigError(f"pools[{i}].deployment: {pool.namespace}/{pool.deployment} "
+                              f"belongs to another pool already")
+    return tuple(pools)
+
+
+def _slo(root: Section, required: bool) -> SloConfig | None:
+    if not root.has("slo"):
+        if required:
+            raise ConfigError("slo: required field is missing (ttft_s and itl_s, seconds)")
+        root.raw("slo")
+        return None
+    section = root.section("slo")
+    slo = SloConfig(section.number("ttft_s", min_value=0.0, strict_min=True),
+                    section.number("itl_s", min_value=0.0, strict_min=True))
+    section.finish()
+    return slo
+
+
+def _route(root: Section, pools: list[str]) -> RouteConfig | None:
+    if not root.has("httproute"):
+        root.raw("httproute")
+        return None
+    section = root.section("httproute")
+    route = RouteConfig(section.string("namespace"), section.string("name"),
+                        section.mapping("backends"))
+    for service, pool in route.backends.items():
+        if pool not in pools:
+            raise ConfigError(f"{section.where('backends')}.{service}: pool {pool!r} is not "
+                              f"one of the pools {pools}")
+    unrouted = [p for p in pools if not route.services_of(p)]
+    if unrouted:
+        raise ConfigError(f"{section.where('backends')}: no backendRef for pool(s) {unrouted} "
+                          f"(map each Service name to its pool)")
+    section.finish()
+    return route
+
+
+def _metrics(section: Section) -> MetricsConfig:
+    source = section.string("source", "pods", SOURCES)
+    timeout_s = section.number("timeout_s", 2.0, min_value=0.0, strict_min=True)
+    if source == "pods":
+        config = MetricsConfig(
+            "pods", port=section.integer("port", 8000, min_value=1, max_value=65535),
+            path=section.string("path", "/metrics"), timeout_s=timeout_s,
+            max_workers=section.integer("max_workers", 16, min_value=1))
+        if not config.path.startswith("/"):
+            raise ConfigError(f"{section.where('path')}: must start with '/', got "
+                              f"{config.path!r}")
+    else:
+        url = section.string("url")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{section.where('url')}: expected an http(s):// URL, got {url!r}")
+        config = MetricsConfig("prometheus", timeout_s=timeout_s, url=url.rstrip("/"))
+    section.finish()
+    return config
+
+
+def _gpus(section: Section) -> GpuConfig:
+    types = section.mapping("types")
+    for key, value in types.items():
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{section.where('types')}.{key}: expected a GPU type name, got "
+                              f"{value!r}")
+    config = GpuConfig(section.string("node_label", GpuConfig.node_label),
+                       section.string("resource", GpuConfig.resource), types)
+    section.finish()
+    return config
+
+
+def _shield(section: Section) -> ShieldConfig:
+    default = ShieldConfig()
+    config = ShieldConfig(
+        max_scale_up=section.integer("max_scale_up", default.max_scale_up, min_value=1),
+        max_scale_down=section.integer("max_scale_down", default.max_scale_down, min_value=1),
+        block_scale_down_while_pending=section.boolean(
+            "block_scale_down_while_pending", default.block_scale_down_while_pending),
+        range_margin=section.number("range_margin", default.range_margin, min_value=0.0))
+    section.finish()
+    return config
+
+
+def _leader(section: Section, namespace: str) -> LeaderElectionConfig:
+    config = LeaderElectionConfig(
+        enabled=section.boolean("enabled", True),
+        name=section.string("name", LeaderElectionConfig.name),
+        namespace=section.string("namespace", namespace),
+        lease_duration_s=section.number("lease_duration_s", 15.0, min_value=0.0,
+                                        strict_min=True),
+        renew_deadline_s=section.number("renew_deadline_s", 10.0, min_value=0.0,
+                                        strict_min=True),
+        retry_period_s=section.number("retry_period_s", 2.0, min_value=0.0, strict_min=True),
+        identity=section.string("identity", socket.gethostname() or "rlscale-controller"))
+    if not config.renew_deadline_s < config.lease_duration_s:
+        raise ConfigError(f"{section.where('renew_deadline_s')}: must be below "
+                          f"lease_duration_s ({config.lease_duration_s:g} s), got "
+                          f"{config.renew_deadline_s:g}")
+    if not config.retry_period_s < config.renew_deadline_s:
+        raise ConfigError(f"{section.where('retry_period_s')}: must be below "
+                          f"renew_deadline_s ({config.renew_deadline_s:g} s), got "
+                          f"{config.retry_period_s:g}")
+    section.finish()
+    return config
+
+
+def _http(section: Section) -> HttpConfig:
+    config = HttpConfig(section.string("address", "0.0.0.0"),
+                        section.integer("port", 8080, min_value=0, max_value=65535))
+    section.finish()
+    return config

@@ -1,0 +1,428 @@
+"""The control loop: collect, observe, decide behind the shield, and (maybe) act.
+
+One iteration (:meth:`ControlLoop.run_once`):
+
+1. **collect** every pool's state and pod metrics from the :class:`MetricSource`;
+2. **judge the data**. Metrics are *stale* when a source says so or when the newest usable
+   collection is older than ``staleness_s``; *missing* when a pool's Deployment or all of its
+   pods' metrics could not be read; *partial* when some pods' metrics could not. Stale or
+   missing: the current replicas and weights are kept and nothing is written (reason
+   ``StaleMetrics`` / ``MissingMetrics``): the loop never acts on data it does not have;
+3. **observe** with the same :class:`~rlscale.metrics.observation.ObservationBuilder` the
+   environment uses, on the snapshot history, plus
+   :func:`~rlscale.metrics.observation.interval_stats` for the heuristics;
+4. **decide** through the :class:`~rlscale.agents.shield.Shield`: partial metrics go to the
+   fallback heuristic with no scale-down (missing pods would look idle; reason
+   ``PartialMetrics``); otherwise the primary policy, which the shield replaces by the
+   fallback when the observation is NaN or outside the training range
+   (``ObservationNaN`` / ``ObservationOutOfRange``) or the policy raised or refused
+   (``PolicyError`` / ``PolicyInvalid``); a bundle that failed to load is reported as
+   ``BundleLoadFailed`` on every decision;
+5. **act** only in ``act`` mode and while leader (as read when the iteration starts; the
+   Lease's ``lease_duration_s - renew_deadline_s`` margin covers one iteration's writes):
+   scale the pools whose replicas changed, set the HTTPRoute weights if the shares changed,
+   record Events; ``shadow`` mode logs what it would do and never writes;
+6. **report**: metrics, one JSON log line per decision, the :class:`DecisionRecord`.
+
+Snapshot history. A pod listed as running whose scrape failed is absent from that snapshot;
+when it is read again its counters would look like one interval's growth, so the previous
+snapshot is given its current sample (zero growth) and that interval counts as partial.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from rlscale.agents.policy import Decision, PolicyInput
+from rlscale.agents.shield import ShieldResult
+from rlscale.controller.actuator import (
+    ActuationError,
+    Actuator,
+    PermanentActuationError,
+    backend_weights,
+)
+from rlscale.controller.cluster_state import GATEWAY_GROUP, GATEWAY_VERSION, Problem
+from rlscale.controller.config import ControllerConfig
+from rlscale.controller.observability import ControllerMetrics, EventRecorder
+from rlscale.controller.policies import PolicySetup
+from rlscale.controller.sources import CollectedMetrics, MetricSource
+from rlscale.metrics.observation import ObservationBuilder, PoolInfo, interval_stats
+from rlscale.metrics.snapshot import ClusterSnapshot
+
+log = logging.getLogger("rlscale.controller")
+
+_SHIELD_FALLBACKS = {"FallbackNaN": "ObservationNaN", "FallbackOutOfRange":
+                     "ObservationOutOfRange", "FallbackInvalid": "PolicyInvalid"}
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One iteration's outcome.
+
+    Attributes:
+        time_s: Unix seconds; mode: ``act`` or ``shadow``; leader: held the Lease.
+        reason: the headline reason (``StaleMetrics``, ``PartialMetrics``, ``ScaleUp``, ...).
+        policy: who decided (the bundle's or heuristic's name, the fallback's, or ``none``).
+        fallback_reason: why the primary policy did not decide (None if it did).
+        current / replicas: replicas per pool before and as decided.
+        weights: routing share per pool decided (0-1; the current ones when kept).
+        route_weights: integer weight per backendRef to write (empty without a route).
+        interventions: shield rules (``Rule:pool``) that changed the decision.
+        message: the numbers behind it; problems: what could not be observed.
+        staleness_s: age of the metrics decided on (s; inf when there never were any).
+        actions: writes done (``scale``, ``weights``); in shadow mode or as follower, what
+            would have been written, prefixed ``would``.
+        errors: failed writes.
+        kept: the current state was kept because the data or a policy was missing (reasons
+            ``StaleMetrics``, ``MissingMetrics``, ``BadMetrics``, ``BundleLoadFailed``,
+            ``PolicyError`` when even the fallback failed).
+    """
+
+    time_s: float
+    mode: str
+    leader: bool
+    reason: str
+    policy: str
+    fallback_reason: str | None
+    current: dict[str, int]
+    replicas: dict[str, int]
+    weights: dict[str, float]
+    route_weights: dict[str, int] = field(default_factory=dict)
+    interventions: tuple[str, ...] = ()
+    message: str = ""
+    problems: tuple[str, ...] = ()
+    staleness_s: float = math.inf
+    actions: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()
+    kept: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (infinite staleness as None)."""
+        out = asdict(self)
+        out["staleness_s"] = None if math.isinf(self.staleness_s) else round(
+            self.staleness_s, 3)
+        return out
+
+
+class ControlLoop:
+    """Runs the controller's iterations (see the module docstring).
+
+    Args:
+        config: the controller config; source: where metrics come from;
+        setup: the policy, shield and observation config;
+        actuator: writes (None: never writes, as in shadow mode);
+        metrics / events: where to report (optional);
+        is_leader: whether this replica may write now (leader election);
+        clock: Unix seconds, used by :meth:`run_forever` and readiness.
+    """
+
+    def __init__(self, config: ControllerConfig, source: MetricSource, setup: PolicySetup, *,
+                 actuator: Actuator | None = None, metrics: ControllerMetrics | None = None,
+                 events: EventRecorder | None = None,
+                 is_leader: Callable[[], bool] = lambda: True,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.source = source
+        self.setup = setup
+        self.actuator = actuator
+        self.metrics = metrics or ControllerMetrics()
+        self.events = events
+        self.is_leader = is_leader
+        self.clock = clock
+        self.builder = (ObservationBuilder(setup.observation) if setup.observation is not None
+                        else None)
+        self.history: list[ClusterSnapshot] = []
+        self.last_good_s: float | None = None
+        """When the newest usable metrics were taken (Unix seconds)."""
+        self.last_success_s: float | None = None
+        """When an iteration last decided on usable metrics (for readiness)."""
+        self._unsampled: set[str] = set()
+
+    # ------------------------------------------------------------------ entry points
+    def run_forever(self, stop: threading.Event | None = None) -> None:
+        """Iterate every ``interval_s`` until ``stop`` is set (the only method that waits)."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            started = self.clock()
+            try:
+                self.run_once(started)
+            except Exception:  # an iteration must never end the controller
+                log.exception("control iteration failed")
+            stop.wait(max(0.0, self.config.interval_s - (self.clock() - started)))
+
+    def ready(self) -> tuple[bool, str]:
+        """Readiness: a decision on usable metrics within the last 3 intervals (>= 60 s)."""
+        if self.last_success_s is None:
+            return False, "no control iteration has decided on usable metrics yet"
+        age = self.clock() - self.last_success_s
+        limit = max(3.0 * self.config.interval_s, 60.0)
+        if age > limit:
+            return False, f"last successful iteration {age:.0f} s ago (limit {limit:.0f} s)"
+        return True, "ok"
+
+    def run_once(self, now_s: float) -> DecisionRecord:
+        """One iteration at ``now_s`` (Unix seconds); returns what was decided and done."""
+        started = time.perf_counter()
+        leader = bool(self.is_leader())
+        try:
+            record = self._iterate(now_s, leader)
+        finally:
+            self.metrics.loop_duration.observe(time.perf_counter() - started)
+        self._report(record)
+        return record
+
+    # ------------------------------------------------------------------ one iteration
+    def _iterate(self, now_s: float, leader: bool) -> DecisionRecord:
+        names = self.config.pool_names
+        try:
+            collected = self.source.collect(self.config.pools, now_s)
+        except Exception as err:  # a source should not raise; if it does, nothing is known
+            log.exception("metric source failed")
+            collected = CollectedMetrics(now_s, {}, (), None, None, (Problem(
+                "SourceFailed", "missing", f"{type(err).__name__}: {err}"),))
+        problems = list(collected.problems)
+        current = {n: collected.pools[n].desired for n in names if n in collected.pools}
+        unread = [n for n in names if n not in collected.pools]
+        stale = collected.with_severity("stale")
+        missing = collected.with_severity("missing")
+        if not unread and not stale and not missing:
+            self.last_good_s = now_s - collected.sample_age_s
+        staleness = math.inf if self.last_good_s is None else now_s - self.last_good_s
+
+        def keep(reason: str, message: str) -> DecisionRecord:
+            weights = dict.fromkeys(current, 1.0) if collected.weights is None else {
+                n: collected.weights.get(n, 0.0) for n in current}
+            return DecisionRecord(
+                time_s=now_s, mode=self.config.mode, leader=leader, reason=reason,
+                policy="none", fallback_reason=reason, current=current,
+                replicas=dict(current), weights=_shares(weights), message=message,
+                problems=tuple(map(str, problems)), staleness_s=staleness, kept=True)
+
+        if stale or (self.last_good_s is not None and staleness > self.config.staleness_s):
+            why = (str(stale[0]) if stale else
+                   f"newest usable metrics are {staleness:.0f} s old (more than "
+                   f"{self.config.staleness_s:g} s)")
+            return keep("StaleMetrics", f"keeping the current state: {why}")
+        if unread or missing:
+            first = missing[0] if missing else f"no state for pool(s) {unread}"
+            return keep("MissingMetrics", f"keeping the current state: {first}")
+        if self.builder is None or self.setup.shield is None or self.setup.policy is None:
+            return keep("BundleLoadFailed", f"keeping the current state: no policy can "
+                        f"decide: {self.setup.load_error}")
+
+        observation = self.builder.config
+        snapshot, backfilled = self._snapshot(collected, observation.pools)
+        if backfilled:
+            problems.append(Problem("BackfilledPods", "partial",
+                                    f"pod(s) {backfilled} were read again after a failed "
+                                    f"scrape: their growth over the gap is unknown"))
+        try:
+            vector = self.builder.observe(self.history)
+            stats = interval_stats(self.history[-2] if len(self.history) > 1 else None,
+                                   snapshot, observation)
+        except ValueError as err:  # e.g. pods exporting different histogram buckets
+            self.history.pop()
+            return keep("BadMetrics", f"keeping the current state: {err}")
+        desired = tuple(current[n] for n in names)
+        observed = PolicyInput(now_s, vector, stats, snapshot, desired)
+        partial = [p for p in problems if p.severity == "partial"]
+        try:
+            result, fallback_reason, policy_name = self._decide(observed, bool(partial))
+        except Exception as err:  # the fallback itself failed: nothing trustworthy decided
+            log.exception("the fallback policy failed")
+            return keep("PolicyError", f"keeping the current state: the fallback failed: "
+                        f"{type(err).__name__}: {err}")
+        self.last_success_s = now_s
+        decision = result.decision
+        replicas = dict(zip(names, decision.replicas, strict=True))
+        shares = _shares(dict(zip(names, decision.weights, strict=True)))
+        route_weights = (backend_weights(self.config.httproute, shares)
+                         if self.config.httproute is not None else {})
+        record = DecisionRecord(
+            time_s=now_s, mode=self.config.mode, leader=leader,
+            reason=fallback_reason or decision.reason, policy=policy_name,
+            fallback_reason=fallback_reason, current=current, replicas=replicas,
+            weights=shares, route_weights=route_weights, interventions=result.interventions,
+            message=decision.message, problems=tuple(map(str, problems)),
+            staleness_s=staleness)
+        return self._act(record, collected)
+
+    def _decide(self, observed: PolicyInput, partial: bool
+                ) -> tuple[ShieldResult, str | None, str]:
+        """The shielded decision, why the primary policy did not make it, and who did."""
+        shield, policy = self.setup.shield, self.setup.policy
+        assert shield is not None
+        assert policy is not None
+        fallback = shield.fallback
+        if partial and fallback is not None:
+            result = shield.apply(fallback.decide(observed), observed)
+            result = _no_scale_down(result, observed,
+                                    [p.max_replicas for p in shield.context.observation.pools],
+                                    self.config.pool_names)
+            return result, "PartialMetrics", fallback.name
+        policy.forget()
+        result = shield.decide(policy, observed)
+        reason: str | None = None
+        if self.setup.load_error is not None:
+            reason = "BundleLoadFailed"
+        elif result.fallback_used or "KeepCurrent" in result.interventions:
+            first = result.interventions[0] if result.interventions else "FallbackInvalid"
+            reason = _SHIELD_FALLBACKS.get(first, first)
+            last = policy.last
+            if first == "FallbackInvalid" and last is not None and last.reason == "PolicyError":
+                reason = "PolicyError"
+        name = fallback.name if result.fallback_used and fallback is not None else policy.name
+        return result, reason, name
+
+    def _snapshot(self, collected: CollectedMetrics, infos: Sequence[PoolInfo]
+                  ) -> tuple[ClusterSnapshot, list[str]]:
+        """Append this collection's snapshot to the history (backfilling re-read pods)."""
+        sampled = {s.pod for s in collected.samples}
+        backfilled: list[str] = []
+        if self.history:
+            prev = self.history[-1]
+            known = {p.pod for p in prev.pods}
+            again = [s for s in collected.samples if s.pod in self._unsampled
+                     and s.pod not in known]
+            if again:
+                self.history[-1] = replace(prev, pods=prev.pods + tuple(again))
+                backfilled = sorted(s.pod for s in again)
+        self._unsampled = {pod.name for state in collected.pools.values()
+                           for pod in state.scrape_targets if pod.name not in sampled}
+        snapshot = collected.snapshot(infos, _free_gpus(collected, infos))
+        self.history.append(snapshot)
+        keep_s = self.builder.config.long_window_s + self.config.interval_s if (
+            self.builder is not None) else 0.0
+        while len(self.history) > 2 and self.history[1].time_s <= snapshot.time_s - keep_s:
+            self.history.pop(0)
+        return snapshot, backfilled
+
+    # ------------------------------------------------------------------ acting
+    def _act(self, record: DecisionRecord, collected: CollectedMetrics) -> DecisionRecord:
+        route = self.config.httproute
+        writes: list[_Write] = []
+        for pool in self.config.pools:
+            before, after = record.current[pool.name], record.replicas[pool.name]
+            if before != after:
+                writes.append(_Write(
+                    f"scale {pool.namespace}/{pool.deployment} {before}->{after}",
+                    namespace=pool.namespace, name=pool.deployment, replicas=after,
+                    event="ScaledUp" if after > before else "ScaledDown"))
+        if route is not None and collected.weights is not None:
+            now = backend_weights(route, {n: collected.weights.get(n, 0.0)
+                                          for n in self.config.pool_names})
+            if now != record.route_weights and any(record.route_weights.values()):
+                writes.append(_Write(
+                    f"weights {route.namespace}/{route.name} {now}->{record.route_weights}",
+                    namespace=route.namespace, name=route.name, event="WeightsChanged"))
+        if not writes:
+            return record
+        if self.config.mode == "shadow" or self.actuator is None:
+            return replace(record, actions=tuple(f"would {w.what} (shadow mode)"
+                                                 for w in writes))
+        if not record.leader:
+            return replace(record, actions=tuple(f"would {w.what} (not the leader)"
+                                                 for w in writes))
+        actions, errors = [], []
+        for write in writes:
+            try:
+                if write.replicas is not None:
+                    self.actuator.scale(write.namespace, write.name, write.replicas)
+                else:
+                    assert route is not None
+                    self.actuator.set_weights(route, record.route_weights)
+            except ActuationError as err:
+                kind = "permanent" if isinstance(err, PermanentActuationError) else "temporary"
+                self.metrics.actuation_errors.labels(kind=kind).inc()
+                errors.append(f"{kind}: {err}")
+                continue
+            actions.append(write.what)
+            if self.events is not None:
+                scaled = write.replicas is not None
+                self.events.record(
+                    namespace=write.namespace, kind="Deployment" if scaled else "HTTPRoute",
+                    name=write.name, reason=write.event,
+                    message=f"{write.what}: {record.reason}: {record.message}",
+                    api_version="apps/v1" if scaled else f"{GATEWAY_GROUP}/{GATEWAY_VERSION}")
+        return replace(record, actions=tuple(actions), errors=tuple(errors))
+
+    # ------------------------------------------------------------------ reporting
+    def _report(self, record: DecisionRecord) -> None:
+        m = self.metrics
+        m.is_leader.set(1.0 if self.is_leader() else 0.0)
+        m.staleness.set(record.staleness_s if math.isfinite(record.staleness_s) else -1.0)
+        if record.fallback_reason is not None:
+            m.fallbacks.labels(reason=record.fallback_reason).inc()
+        for rule in record.interventions:
+            m.interventions.labels(rule=rule.split(":", 1)[0]).inc()
+        for pool, replicas in record.replicas.items():
+            own = [r.split(":", 1)[0] for r in record.interventions
+                   if r.endswith(f":{pool}")]
+            m.decisions.labels(pool=pool, reason=own[0] if own else record.reason).inc()
+            m.desired_replicas.labels(pool=pool).set(replicas)
+            m.routing_weight.labels(pool=pool).set(record.weights.get(pool, 0.0))
+        level = logging.WARNING if record.errors or record.kept else logging.INFO
+        fields = {k: v for k, v in record.to_dict().items() if k != "message"}
+        log.log(level, "decision %s: %s", record.reason, record.message,
+                extra={"fields": {"event": "decision", **fields}})
+
+
+# ---------------------------------------------------------------------------------- helpers
+@dataclass(frozen=True)
+class _Write:
+    """One planned write: a scale (``replicas`` set) or the route's weights."""
+
+    what: str
+    namespace: str
+    name: str
+    event: str
+    replicas: int | None = None
+
+
+def _shares(weights: Mapping[str, float]) -> dict[str, float]:
+    """Weights as shares summing to 1 (all zero: equal shares)."""
+    total = sum(weights.values())
+    if total <= 0:
+        return {k: 1.0 / len(weights) for k in weights} if weights else {}
+    return {k: v / total for k, v in weights.items()}
+
+
+def _free_gpus(collected: CollectedMetrics, infos: Sequence[PoolInfo]) -> dict[str, int]:
+    """Free GPUs per type from the nodes, or when they cannot be listed, estimated as the
+    configured inventory less what the pools' pods hold."""
+    if collected.free_gpus is not None:
+        return collected.free_gpus
+    inventory: dict[str, int] = {}
+    held: dict[str, int] = {}
+    for info in infos:
+        inventory[info.gpu_type] = max(inventory.get(info.gpu_type, 0), info.gpu_inventory)
+        state = collected.pools[info.name]
+        holding = (state.ready + state.starting + state.draining) * info.gpus_per_replica
+        held[info.gpu_type] = held.get(info.gpu_type, 0) + holding
+    return {gpu: max(0, total - held.get(gpu, 0)) for gpu, total in inventory.items()}
+
+
+def _no_scale_down(result: ShieldResult, observed: PolicyInput, maxima: Sequence[int],
+                   names: Sequence[str]) -> ShieldResult:
+    """No pool below its current replicas (unless above its max): with pods unobserved, the
+    load is undercounted."""
+    replicas = list(result.decision.replicas)
+    added = []
+    for i, (want, now, high) in enumerate(zip(replicas, observed.desired, maxima, strict=True)):
+        floor = min(now, high)
+        if want < floor:
+            replicas[i] = floor
+            added.append(f"NoScaleDownOnPartialMetrics:{names[i]}")
+    if not added:
+        return result
+    d = result.decision
+    decision = Decision(tuple(replicas), d.weights, True, d.reason,
+                        f"{d.message} [partial metrics: no scale-down]")
+    return ShieldResult(decision, (*result.interventions, *added), result.fallback_used)
+

@@ -1,0 +1,200 @@
+"""Metric sources: every pool's pod samples and Kubernetes state, and what could not be seen.
+
+A :class:`MetricSource` returns :class:`CollectedMetrics`: the pools' state from the API
+(:mod:`rlscale.controller.cluster_state`), one :class:`~rlscale.metrics.snapshot.PodSample`
+per pod whose metrics were read, and a :class:`~rlscale.controller.cluster_state.Problem` for
+everything missing, stale or failed. A pod whose metrics cannot be read is reported, never
+counted as idle.
+
+:class:`PodScrapeSource` (the default) reads each running pod's ``/metrics`` directly, the way
+Prometheus would, and parses it with :func:`~rlscale.metrics.exposition.parse_pod_metrics`
+(old, new and ``vllm_`` names). :class:`~rlscale.controller.prometheus.PrometheusSource`
+asks Prometheus instead.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from rlscale.controller.cluster_state import ClusterReader, PodInfo, PoolState, Problem
+from rlscale.controller.config import PoolConfig
+from rlscale.metrics.exposition import MetricsParseError, parse_pod_metrics
+from rlscale.metrics.observation import PoolInfo
+from rlscale.metrics.snapshot import ClusterSnapshot, PodSample, PoolStatus
+
+MAX_PAGE_BYTES = 16 * 1024 * 1024
+"""Largest ``/metrics`` page read (a vLLM page is tens of kilobytes)."""
+
+Fetch = Callable[[str, float], str]
+"""``fetch(url, timeout_s) -> body``: an HTTP GET (raises on failure)."""
+
+
+@dataclass(frozen=True)
+class CollectedMetrics:
+    """One collection.
+
+    Attributes:
+        time_s: when it was taken (Unix seconds).
+        pools: state of the pools whose Deployment could be read.
+        samples: pod metrics read (terminating pods included, ``ready`` False).
+        weights: routing weight per pool from the HTTPRoute (None: no route or unreadable).
+        free_gpus: free GPUs per type (None: unknown).
+        problems: what is missing, partial, stale or degraded, and why.
+        sample_age_s: age of the oldest sample used, seconds (0 for a direct scrape).
+    """
+
+    time_s: float
+    pools: dict[str, PoolState]
+    samples: tuple[PodSample, ...]
+    weights: dict[str, float] | None
+    free_gpus: dict[str, int] | None
+    problems: tuple[Problem, ...]
+    sample_age_s: float = 0.0
+
+    def with_severity(self, *severities: str) -> tuple[Problem, ...]:
+        """The problems of the given severities."""
+        return tuple(p for p in self.problems if p.severity in severities)
+
+    def statuses(self, infos: Sequence[PoolInfo]) -> tuple[PoolStatus, ...]:
+        """Each pool's :class:`PoolStatus` (in ``infos`` order; all pools must be present)."""
+        out = []
+        for info in infos:
+            state = self.pools[info.name]
+            weight = 1.0 if self.weights is None else self.weights.get(info.name, 0.0)
+            out.append(PoolStatus(info.name, state.desired, state.ready, state.starting,
+                                  state.pending, state.draining, weight, info.gpu_type,
+                                  info.gpus_per_replica))
+        return tuple(out)
+
+    def snapshot(self, infos: Sequence[PoolInfo], free_gpus: dict[str, int],
+                 samples: Sequence[PodSample] | None = None) -> ClusterSnapshot:
+        """The :class:`ClusterSnapshot` the observation builder reads."""
+        return ClusterSnapshot(self.time_s, self.statuses(infos),
+                               tuple(self.samples if samples is None else samples), free_gpus)
+
+
+class MetricSource(Protocol):
+    """Where the controller's metrics come from."""
+
+    def collect(self, pools: Sequence[PoolConfig], now_s: float) -> CollectedMetrics:
+        """Read every pool now (``now_s``: Unix seconds); never raises for missing data."""
+
+    def close(self) -> None:
+        """Release threads and connections."""
+
+
+def http_get(url: str, timeout_s: float) -> str:
+    """GET ``url`` without any proxy (pod IPs and in-cluster Services are reached directly)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=timeout_s) as response:
+        body: bytes = response.read(MAX_PAGE_BYTES + 1)
+    if len(body) > MAX_PAGE_BYTES:
+        raise ValueError(f"response larger than {MAX_PAGE_BYTES} bytes")
+    return body.decode("utf-8")
+
+
+def _is_timeout(err: BaseException) -> bool:
+    reason = getattr(err, "reason", None)
+    return isinstance(err, TimeoutError) or isinstance(reason, TimeoutError) or (
+        "timed out" in str(err))
+
+
+class PodScrapeSource:
+    """Scrapes ``http://<podIP>:<port><path>`` of every running pod of every pool.
+
+    Args:
+        reader: reads the pools' Deployments and pods (and weights, free GPUs).
+        port / path: where vLLM serves its metrics.
+        timeout_s: per scrape (seconds); the whole scrape round waits at most
+            ``timeout_s × ceil(pods / max_workers) + 1``.
+        max_workers: concurrent scrapes.
+        fetch: the HTTP GET (tests replace it); default :func:`http_get`.
+    """
+
+    def __init__(self, reader: ClusterReader, *, port: int = 8000, path: str = "/metrics",
+                 timeout_s: float = 2.0, max_workers: int = 16, fetch: Fetch | None = None
+                 ) -> None:
+        self.reader = reader
+        self.port = port
+        self.path = path
+        self.timeout_s = timeout_s
+        self.max_workers = max_workers
+        self.fetch = fetch or http_get
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=max_workers, thread_name_prefix="rlscale-scrape")
+
+    def close(self) -> None:
+        """Stop the scrape threads (without waiting for hung scrapes)."""
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def url(self, pod: PodInfo) -> str:
+        """The pod's metrics URL."""
+        host = f"[{pod.ip}]" if pod.ip and ":" in pod.ip else pod.ip
+        return f"http://{host}:{self.port}{self.path}"
+
+    def collect(self, pools: Sequence[PoolConfig], now_s: float) -> CollectedMetrics:
+        """Read the pools' state, then scrape their running pods concurrently."""
+        state = self.reader.read(pools)
+        problems = list(state.problems)
+        targets = [pod for pool in pools if pool.name in state.pools
+                   for pod in state.pools[pool.name].scrape_targets]
+        futures = {self._executor.submit(self._scrape, pod): pod for pod in targets}
+        rounds = math.ceil(len(targets) / self.max_workers) if targets else 0
+        done, _ = concurrent.futures.wait(futures, timeout=self.timeout_s * rounds + 1.0)
+        samples: list[PodSample] = []
+        for future, pod in futures.items():
+            if future not in done:
+                future.cancel()
+                problems.append(pod_problem(pod, "ScrapeTimeout", f"no answer from "
+                                            f"{self.url(pod)} within the scrape round"))
+                continue
+            result = future.result()
+            if isinstance(result, Problem):
+                problems.append(result)
+            else:
+                samples.append(result)
+        problems += pools_without_metrics(state.pools, samples)
+        return CollectedMetrics(now_s, state.pools, tuple(samples), state.weights,
+                                state.free_gpus, tuple(problems))
+
+    def _scrape(self, pod: PodInfo) -> PodSample | Problem:
+        url = self.url(pod)
+        try:
+            text = self.fetch(url, self.timeout_s)
+        except Exception as err:  # connection refused, timeout, HTTP error status, ...
+            if _is_timeout(err):
+                return pod_problem(pod, "ScrapeTimeout",
+                                   f"{url} did not answer within {self.timeout_s:g} s")
+            return pod_problem(pod, "ScrapeFailed", f"{url}: {type(err).__name__}: {err}")
+        try:
+            sample = parse_pod_metrics(text, pod=pod.name, pool=pod.pool)
+        except MetricsParseError as err:
+            return pod_problem(pod, "ParseError", f"{url}: {err}")
+        return replace(sample, ready=pod.ready)
+
+
+def pod_problem(pod: PodInfo, kind: str, message: str) -> Problem:
+    """A pod whose metrics are missing: ``partial`` data, or only ``degraded`` for a
+    terminating pod (it gets no new requests and may already have closed its server)."""
+    return Problem(kind, "degraded" if pod.terminating else "partial", message, pool=pod.pool,
+                   pod=pod.name)
+
+
+def pools_without_metrics(pools: dict[str, PoolState],
+                          samples: Sequence[PodSample]) -> list[Problem]:
+    """A ``missing`` problem for each pool with running, non-terminating pods none of which
+    gave metrics."""
+    sampled = {s.pod for s in samples}
+    out = []
+    for name, state in pools.items():
+        live = [p.name for p in state.scrape_targets if not p.terminating]
+        if live and not sampled.intersection(live):
+            out.append(Problem("NoPodMetrics", "missing",
+                               f"none of its {len(live)} running pod(s) gave metrics",
+                               pool=name))
+    return out
