@@ -28,15 +28,16 @@ class OraclePolicy:
 
     name = "oracle"
     TUNABLE = "headroom"
-    TUNE_GRID: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.5)
+    TUNE_GRID: tuple[float, ...] = (-0.15, -0.1, 0.0, 0.1, 0.2, 0.3, 0.5)
 
     def __init__(self, context: PolicyContext, *, headroom: float = 0.1,
                  smoothing_s: float = 60.0, lead_s: Sequence[float] | None = None) -> None:
-        """``headroom``: capacity planned above the arriving rate (fraction); ``smoothing_s``:
+        """``headroom``: capacity planned above the arriving rate (fraction; -0.15 plans on the
+        full SLO-bound capacity, which keeps 15 % in reserve); ``smoothing_s``:
         the window the future rate is averaged over (seconds); ``lead_s``: per pool cold-start
         lead in seconds (set by :meth:`prepare` from the scenario)."""
-        if headroom < 0 or smoothing_s < 0:
-            raise ValueError(f"oracle: headroom and smoothing_s must be >= 0, got {headroom}, "
+        if not headroom > -1.0 or smoothing_s < 0:
+            raise ValueError(f"oracle: need headroom > -1 and smoothing_s >= 0, got {headroom}, "
                              f"{smoothing_s}")
         self.context = context
         self.headroom = headroom

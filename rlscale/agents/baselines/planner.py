@@ -45,7 +45,8 @@ class SloPlanner(Baseline):
     """Forecast-driven provisioning across pools, cheapest capacity first.
 
     Knobs:
-        headroom: capacity planned above the forecast load (fraction, default 0.2).
+        headroom: capacity planned above the forecast load (fraction, default 0.2; down to
+            -0.15 plans on the full SLO-bound capacity, which already keeps 15 % in reserve).
         forecast: "last" (default), "ewma" or "trend".
         ewma_alpha: weight of the newest rate in the EWMA (0-1, default 0.5).
         trend_window_s: span of rates the trend is fitted on (s, default 300).
@@ -57,7 +58,7 @@ class SloPlanner(Baseline):
 
     name = "planner"
     TUNABLE: ClassVar[str] = "headroom"
-    TUNE_GRID: ClassVar[tuple[float, ...]] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5)
+    TUNE_GRID: ClassVar[tuple[float, ...]] = (-0.15, -0.1, 0.0, 0.1, 0.2, 0.3, 0.5)
 
     def __init__(self, context: PolicyContext, *, headroom: float = 0.2, forecast: str = "last",
                  ewma_alpha: float = 0.5, trend_window_s: float = 300.0,
@@ -65,7 +66,9 @@ class SloPlanner(Baseline):
                  scale_down_delay_s: float = 120.0) -> None:
         if forecast not in FORECASTS:
             raise ValueError(f"{self.name}: unknown forecast {forecast!r}; valid: {FORECASTS}")
-        non_negative(self.name, headroom=headroom, scale_down_delay_s=scale_down_delay_s)
+        non_negative(self.name, scale_down_delay_s=scale_down_delay_s)
+        if not headroom > -1.0:
+            raise ValueError(f"{self.name}: headroom must be > -1, got {headroom}")
         positive(self.name, ewma_alpha=ewma_alpha, trend_window_s=trend_window_s,
                  backlog_drain_s=backlog_drain_s, max_scale_down=max_scale_down)
         if ewma_alpha > 1:
