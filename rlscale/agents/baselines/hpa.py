@@ -152,15 +152,8 @@ class HorizontalPodAutoscaler(PerPoolBaseline):
         if calc is None:
             return PoolResult(current, "NoMetrics", f"no {self.metric} from any of "
                               f"{pool.ready_replicas} ready pods; keeping {current}", False)
-        final, limit = behavior.normalize(now, current, calc.replicas, low, high)
-        if final != current:
-            behavior.record(now, current, final)
-        if limit:
-            reason = limit
-        elif final != current:
-            reason = "ScaleUp" if final > current else "ScaleDown"
-        else:
-            reason = "WithinTolerance" if calc.within_tolerance else "Stable"
+        final, reason = behavior.apply(now, current, calc.replicas, low, high,
+                                       calc.within_tolerance)
         message = (f"{self.metric} {calc.usage:.3g}/pod over {len(values)} ready pods "
                    f"({missing} missing, {unready} unready), target {target:g}, ratio "
                    f"{calc.ratio:.3f} -> {calc.replicas}; {current} -> {final}")

@@ -230,6 +230,20 @@ class HpaBehavior:
                 return allowed, why
         return stabilized, reason
 
+    def apply(self, now: float, current: int, calculated: int, min_replicas: int,
+              max_replicas: int, within_tolerance: bool) -> tuple[int, str]:
+        """One reconcile's end: normalize ``calculated`` with the behaviour, record the rescale
+        and name the reason (a limiting condition, ``ScaleUp``/``ScaleDown``,
+        ``WithinTolerance`` or ``Stable``)."""
+        final, limit = self.normalize(now, current, calculated, min_replicas, max_replicas)
+        if final != current:
+            self.record(now, current, final)
+        if limit:
+            return final, limit
+        if final != current:
+            return final, "ScaleUp" if final > current else "ScaleDown"
+        return final, "WithinTolerance" if within_tolerance else "Stable"
+
     def record(self, now: float, previous: int, new: int) -> None:
         """``storeScaleEvent``: remember a rescale (dropping events older than the longest
         policy period of its direction)."""

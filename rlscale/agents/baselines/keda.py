@@ -108,15 +108,8 @@ class KedaScaler(PerPoolBaseline):
             return PoolResult(bound, reason, f"{state}; {current} -> {bound} (limits)")
         status = pool.ready_replicas + pool.starting_replicas + pool.pending_replicas
         calc = external_per_pod_replicas(waiting, status, self.threshold, self.tolerance)
-        final, limit = behavior.normalize(now, current, calc.replicas, hpa_min, high)
-        if final != current:
-            behavior.record(now, current, final)
-        if limit:
-            reason = limit
-        elif final != current:
-            reason = "ScaleUp" if final > current else "ScaleDown"
-        else:
-            reason = "WithinTolerance" if calc.within_tolerance else "Stable"
+        final, reason = behavior.apply(now, current, calc.replicas, hpa_min, high,
+                                       calc.within_tolerance)
         message = (f"{state} over {status} replicas, threshold {self.threshold:g}/replica, "
                    f"ratio {calc.ratio:.3f} -> {calc.replicas}; {current} -> {final}")
         return PoolResult(final, reason, message)
