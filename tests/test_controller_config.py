@@ -186,4 +186,4 @@ def test_a_bad_knob_value_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[
     path = tmp_path / "controller.yaml"
     path.write_text(yaml.safe_dump(data))
     assert main(["--config", str(path), "--once"]) == 2
-    assert "policy: planner: headroom must be >= 0" in capsys.readouterr().err
+    assert "policy: planner: headroom must be > -1, got -1.0" in capsys.readouterr().err
