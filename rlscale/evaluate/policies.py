@@ -81,17 +81,37 @@ def _bundle_policy(spec: PolicySpec, context: PolicyContext) -> Policy:
     from rlscale.agents.shield import Shield, ShieldedPolicy
 
     unknown = sorted(set(spec.knobs) - {"bundle", "fallback"})
-    if unknown or "bundle" not in spec.knobs:
-        raise ConfigError(f"ppo: needs knob 'bundle' (a bundle directory), optional 'fallback'; "
-                          f"got {sorted(spec.knobs)}")
+    pools = [p.name for p in context.observation.pools]
+    bundle = spec.knobs.get("bundle") or packaged_bundle(pools)
+    if unknown or bundle is None:
+        raise ConfigError(f"ppo: needs knob 'bundle' (a bundle directory; no packaged policy "
+                          f"serves pools {pools}), optional 'fallback'; got {sorted(spec.knobs)}")
     try:
-        policy = BundlePolicy.load(str(spec.knobs["bundle"]),
-                                   expect_pools=[p.name for p in context.observation.pools])
+        policy = BundlePolicy.load(str(bundle), expect_pools=pools)
     except BundleError as err:
         raise ConfigError(f"ppo: {err}") from None
     fallback = build_policy(PolicySpec(str(spec.knobs.get("fallback", "planner"))), context)
     shield = Shield(context, fallback=fallback, observation_range=policy.observation_range)
     return ShieldedPolicy(policy, shield)
+
+
+def packaged_bundle(pools: list[str]) -> str | None:
+    """The pretrained bundle shipped in ``rlscale/policies/`` for these pools, if any."""
+    import json
+    from importlib import resources
+
+    folder = resources.files("rlscale").joinpath("policies")
+    if not folder.is_dir():
+        return None
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        metadata = entry.joinpath("bundle.json")
+        if metadata.is_file():
+            try:
+                if json.loads(metadata.read_text())["action"]["pools"] == pools:
+                    return str(entry)
+            except (ValueError, KeyError, TypeError):
+                continue
+    return None
 
 
 def tunable(spec: PolicySpec) -> tuple[str, tuple[float, ...]] | None:
