@@ -19,3 +19,17 @@ def test_the_packaged_policy_serves_the_default_scenario() -> None:
         observation, _, _, _, info = env.step_decision(decision)
         assert all(0 <= r <= p.max_replicas for r, p in zip(
             info["replicas"], env.scenario.cluster.pools, strict=True))
+
+
+def test_the_packaged_policy_records_its_held_out_evaluation() -> None:
+    from rlscale.agents.bundle import load_bundle
+
+    pools = ["llama3-8b-h100", "llama3-8b-a100", "llama3-8b-l4"]
+    path = packaged_bundle(pools)
+    assert path is not None
+    evaluation = load_bundle(path, expect_pools=pools).evaluation
+    assert evaluation["split"] == "test"
+    rows = {row["policy"].split("(")[0]: row for row in evaluation["aggregated"]}
+    assert {"ppo", "hpa", "planner", "oracle", "static"} <= set(rows)
+    assert evaluation["ratios"]["cost_ratio_to_hpa"] == rows["ppo"]["cost_usd"] / rows["hpa"][
+        "cost_usd"]

@@ -773,3 +773,18 @@ def _floats(section: Mapping[str, Any], key: str, where: str, length: int) -> Fl
     if not np.all(np.isfinite(array)):
         raise BundleError(f"bundle.json: '{_path(where, key)}' must hold finite numbers")
     return array
+
+
+def attach_evaluation(path: str | os.PathLike[str], evaluation: Mapping[str, Any]) -> Path:
+    """Rewrite the bundle at ``path`` with ``evaluation`` recorded (a new checksum); everything
+    else is kept as it was. Training calls it once the held-out evaluation is done."""
+    bundle = load_bundle(path)
+    return save_bundle(
+        path, weights=bundle.arrays(), activation=bundle.activation,
+        observation_config=bundle.observation_config, min_replicas=bundle.min_replicas,
+        interval_s=bundle.interval_s, action_spec=bundle.action, seen_low=bundle.seen_low,
+        seen_high=bundle.seen_high, normalization=bundle.normalization,
+        observation_names=bundle.observation_names, observation_units=bundle.observation_units,
+        scenario_name=bundle.scenario_name, scenario_yaml=bundle.scenario_yaml,
+        train_config=bundle.train_config, evaluation=evaluation,
+        library_versions=bundle.library_versions, name=bundle.name, created=bundle.created)

@@ -175,10 +175,13 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     # 5. Judge it on the held-out windows with the tuned baselines.
     result: dict[str, Any] = {"bundle": str(bundle), "steps": int(model.num_timesteps)}
     if final_evaluation:
+        from rlscale.agents.bundle import attach_evaluation
         from rlscale.agents.training_report import final_evaluation as judge
 
-        result.update(judge(config, scenario, out, bundle, tuned, workers=workers,
-                            progress=progress))
+        judged = judge(config, scenario, out, bundle, tuned, workers=workers, progress=progress)
+        attach_evaluation(bundle, {key: judged[key] for key in ("split", "seeds", "ratios",
+                                                                "aggregated")})
+        result.update(evaluation=judged["evaluation"], ratios=judged["ratios"])
     from rlscale.agents.training_report import plot_learning_curve
 
     result["learning_curve"] = str(plot_learning_curve(out, validation))

@@ -47,7 +47,8 @@ def final_evaluation(config: TrainConfig, scenario: Scenario, out: Path, bundle:
     lines = [table, "", *[f"- {k}: {v:.3f}" for k, v in ratios.items()]]
     (directory / "results.md").write_text("\n".join(lines) + "\n")
     print("\n" + "\n".join(lines))
-    return {"evaluation": str(directory), "ratios": ratios}
+    return {"evaluation": str(directory), "ratios": ratios, "aggregated": aggregated,
+            "split": config.eval.final_split, "seeds": list(config.eval.final_seeds)}
 
 
 def _row(aggregated: list[dict[str, Any]], name: str) -> dict[str, Any] | None:
