@@ -42,7 +42,13 @@ from rlscale.controller.sources import (
     pools_without_metrics,
 )
 from rlscale.metrics.snapshot import HistogramData, PodSample
-from rlscale.metrics.vllm import KV_CACHE_USAGE_PERC, METRICS, NUM_REQUESTS_RUNNING, MetricSpec
+from rlscale.metrics.vllm import (
+    KV_CACHE_USAGE_PERC,
+    METRICS,
+    NUM_REQUESTS_RUNNING,
+    MetricSpec,
+    exposed_names,
+)
 
 _FIELDS = {
     "vllm:num_requests_running": "num_requests_running",
@@ -67,15 +73,10 @@ class PrometheusError(RuntimeError):
 def spellings(spec: MetricSpec, suffix: str = "") -> list[str]:
     """Every exposed name of a metric, preferred first: current before old names, ``vllm:``
     before ``vllm_`` (counters with ``_total``; ``suffix`` such as ``_bucket`` appended)."""
-    bases = [spec.name]
-    for alias in spec.aliases:
-        name = alias + "_total" if spec.kind == "counter" and not alias.endswith(
-            "_total") else alias
-        if name not in bases:
-            bases.append(name)
-    ranked = [((i > 0, prefix == "vllm_"), prefix + base[len("vllm:"):] + suffix)
-              for i, base in enumerate(bases) for prefix in ("vllm:", "vllm_")]
-    return [name for _, name in sorted(ranked)]
+    names = exposed_names(spec)
+    half = len(names) // 2  # the vllm: names, then the same names with vllm_
+    order = sorted(range(len(names)), key=lambda k: (k % half > 0, k >= half))
+    return [names[k] + suffix for k in order]
 
 
 def any_spelling(spec: MetricSpec, matcher: str, suffix: str = "") -> str:

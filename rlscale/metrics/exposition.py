@@ -46,6 +46,7 @@ from rlscale.metrics.vllm import (
     TIME_TO_FIRST_TOKEN_SECONDS,
     MetricSpec,
     canonical_metric_name,
+    exposed_names,
 )
 
 Spelling = Literal["new", "old", "underscore"]
@@ -181,14 +182,7 @@ def _spelling_rank(sample_name: str, spec: MetricSpec) -> tuple[int, int]:
 
 def _looked_for(spec: MetricSpec) -> list[str]:
     """Every exposed spelling of ``spec`` other than its canonical name."""
-    names = [spec.name]
-    for alias in spec.aliases:
-        exposed = alias + "_total" if spec.kind == "counter" and not alias.endswith(
-            "_total") else alias
-        if exposed not in names:
-            names.append(exposed)
-    names += ["vllm_" + n[len("vllm:"):] for n in names]
-    return names[1:]
+    return exposed_names(spec)[1:]
 
 
 def _series_kind(sample_name: str, spec: MetricSpec) -> str | None:

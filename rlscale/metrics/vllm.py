@@ -124,6 +124,18 @@ _SUFFIXES: dict[str, tuple[MetricKind, ...]] = {
 }
 
 
+def exposed_names(spec: MetricSpec) -> list[str]:
+    """Every name a scrape may carry for ``spec``: the current name, then the older ones
+    (counters with ``_total``), all with ``vllm:``, then the same again with ``vllm_``."""
+    names = [spec.name]
+    for alias in spec.aliases:
+        exposed = alias + "_total" if spec.kind == "counter" and not alias.endswith(
+            "_total") else alias
+        if exposed not in names:
+            names.append(exposed)
+    return names + ["vllm_" + name[len("vllm:"):] for name in names]
+
+
 def _lookup(name: str) -> MetricSpec | None:
     spec = _BY_NAME.get(name)
     if spec is not None:
