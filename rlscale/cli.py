@@ -16,6 +16,8 @@ SUBCOMMANDS = {
     "tune": ("rlscale.evaluate.tune_cli", "tune the baselines' knobs on training windows"),
     "train": ("rlscale.train", "train the PPO scaling-and-routing policy, export its bundle"),
     "controller": ("rlscale.controller.cli", "run the in-cluster controller"),
+    "twin": ("rlscale.twin.cli", "run a simulated cluster behind a Kubernetes API (for the "
+                                 "controller)"),
 }
 
 

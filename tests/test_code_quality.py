@@ -44,6 +44,10 @@ def _imports(package: Path) -> dict[str, set[str]]:
     ("rlscale/sim", ("gymnasium", "torch", "stable_baselines3", "rlscale.envs",
                      "rlscale.agents", "rlscale.controller")),
     ("rlscale/metrics", ("gymnasium", "torch", "rlscale.sim")),
+    ("rlscale/controller", ("gymnasium", "torch", "stable_baselines3", "sb3_contrib",
+                            "rlscale.sim", "rlscale.envs", "rlscale.twin")),
+    ("rlscale/twin", ("gymnasium", "torch", "stable_baselines3", "sb3_contrib", "rlscale.envs",
+                      "rlscale.agents", "rlscale.controller", "rlscale.evaluate")),
 ])
 def test_layers_point_one_way(package: str, forbidden: tuple[str, ...]) -> None:
     bad = [f"{path} imports {name}" for path, names in _imports(ROOT / package).items()

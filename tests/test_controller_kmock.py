@@ -2,15 +2,15 @@
 
 The official ``kubernetes`` client talks HTTP to kmock's emulator, so request paths, patch
 content types, JSON (de)serialization and error statuses are the real ones. kmock's emulator
-lacks resourceVersions, conflicts, PUT, label selectors and the ``Scale`` kind; the thin
-subclass :class:`Kube` adds them. kmock is async: the (synchronous) client runs in a thread.
+lacks resourceVersions, conflicts, PUT, label selectors and the ``Scale`` kind; the twin's thin
+subclass :class:`rlscale.twin.kubeapi.Kube` adds them. kmock is async: the (synchronous) client
+runs in a thread.
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -18,9 +18,7 @@ import pytest
 kmock = pytest.importorskip("kmock")
 pytest.importorskip("pytest_asyncio")
 
-import aiohttp.web  # noqa: E402 (after the skips)
-import attrs  # noqa: E402
-from controller_fakes import sample  # noqa: E402
+from controller_fakes import sample  # noqa: E402 (after the skips)
 from kubernetes import client  # noqa: E402
 from kubernetes.client.exceptions import ApiException  # noqa: E402
 
@@ -34,89 +32,19 @@ from rlscale.controller.observability import EventRecorder  # noqa: E402
 from rlscale.controller.policies import build_policy_setup  # noqa: E402
 from rlscale.controller.sources import PodScrapeSource  # noqa: E402
 from rlscale.metrics.exposition import render_pod_metrics  # noqa: E402
+from rlscale.twin.kubeapi import (  # noqa: E402
+    DEPLOYMENTS,
+    EVENTS,
+    HTTPROUTES,
+    LEASES,
+    NODES,
+    PODS,
+    Kube,
+)
+
+ROUTES = HTTPROUTES
 
 T = TypeVar("T")
-
-DEPLOYMENTS = kmock.resource("apps/v1/deployments")
-PODS = kmock.resource("v1/pods")
-NODES = kmock.resource("v1/nodes")
-EVENTS = kmock.resource("v1/events")
-ROUTES = kmock.resource("gateway.networking.k8s.io/v1/httproutes")
-LEASES = kmock.resource("coordination.k8s.io/v1/leases")
-
-
-def _status(code: int, reason: str, message: str) -> aiohttp.web.Response:
-    return aiohttp.web.json_response({"apiVersion": "v1", "kind": "Status", "metadata": {},
-                                      "status": "Failure", "code": code, "reason": reason,
-                                      "message": message}, status=code)
-
-
-def _selected(labels: dict[str, str], selector: str) -> bool:
-    """Equality (``k=v``) and existence (``k``) terms of a label selector."""
-    for term in selector.split(","):
-        key, equals, value = term.partition("=")
-        if (labels.get(key) != value) if equals else (key not in labels):
-            return False
-    return True
-
-
-@attrs.define(kw_only=True)
-class Kube(kmock.KubernetesEmulator):
-    """kmock's emulator plus resourceVersion conflicts, PUT, label selectors and Scale."""
-
-    _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(100), init=False)
-
-    def _next(self) -> str:
-        return str(next(self._versions))
-
-    async def _handle(self, request: Any) -> Any:
-        if request.resource is None:
-            return await super()._handle(request)
-        key = (request.resource, request.namespace, request.name)
-        method = str(request.method).upper().rsplit(".", 1)[-1]
-        stored = self.objects[key] if request.name and key in self.objects else None
-        if stored is not None and stored.deleted:
-            stored = None
-        data = request.data if isinstance(request.data, dict) else {}
-        if request.subresource == "scale":
-            if stored is None:
-                return _status(404, "NotFound", f"deployments {request.name} not found")
-            if method == "PATCH":
-                stored.patch({"spec": {"replicas": data["spec"]["replicas"]},
-                              "metadata": {"resourceVersion": self._next()}})
-            return aiohttp.web.json_response(self._scale(stored.raw))
-        wanted = (data.get("metadata") or {}).get("resourceVersion")
-        if method in ("PUT", "PATCH") and request.name:
-            if stored is None:
-                return _status(404, "NotFound", f"{request.name} not found")
-            if wanted is not None and wanted != stored.raw["metadata"].get("resourceVersion"):
-                return _status(409, "Conflict", "the object has been modified")
-            if method == "PUT":
-                stored.create({**data, "metadata": {**data["metadata"],
-                                                    "resourceVersion": self._next()}})
-                return aiohttp.web.json_response(stored.raw)
-        if method in ("PATCH", "POST") and data:
-            data.setdefault("metadata", {})["resourceVersion"] = self._next()
-        return await super()._handle(request)
-
-    async def _serve_list(self, request: Any) -> Any:
-        payload = await super()._serve_list(request)
-        selector = request.params.get("labelSelector")
-        if selector:
-            payload["items"] = [item for item in payload["items"] if _selected(
-                item.get("metadata", {}).get("labels") or {}, selector)]
-        return payload
-
-    @staticmethod
-    def _scale(deployment: dict[str, Any]) -> dict[str, Any]:
-        meta, spec = deployment["metadata"], deployment["spec"]
-        labels = spec["selector"]["matchLabels"]
-        return {"apiVersion": "autoscaling/v1", "kind": "Scale",
-                "metadata": {"name": meta["name"], "namespace": meta["namespace"],
-                             "resourceVersion": meta.get("resourceVersion", "1")},
-                "spec": {"replicas": spec["replicas"]},
-                "status": {"replicas": (deployment.get("status") or {}).get("replicas", 0),
-                           "selector": ",".join(f"{k}={v}" for k, v in labels.items())}}
 
 
 def _seed(k: Any) -> None:

@@ -13,6 +13,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -322,6 +323,27 @@ def test_a_pod_read_again_after_a_failed_scrape_does_not_look_like_a_burst() -> 
     assert third.reason == "Scripted"
     arrival = policy.seen[-1].pools[0].arrival_rps
     assert arrival == pytest.approx(2 * 30 / 30)  # a-0 and a-1: 30 successes each
+
+
+def test_a_pod_that_was_starting_is_not_backfilled_once_ready() -> None:
+    def script(t: float) -> CollectedMetrics:
+        pods = [sample("a-0", "a", success=int(t)), sample("b-0", "b", success=int(t))]
+        result = collected(t, desired=(2, 1), samples=[*pods, sample("a-1", "a", success=3)]
+                           if t > 30.0 else pods)
+        if t == 30.0:  # a-1 is running but not ready: its scrape was refused (degraded)
+            starting = PodInfo("a-1", "a", "10.0.0.9", "Running", False, False, True)
+            state = result.pools["a"]
+            result = replace(result, pools={**result.pools, "a": replace(
+                state, ready=1, starting=1, pods=(*state.pods, starting))},
+                problems=(Problem("ScrapeFailed", "degraded", "x", "a", "a-1"),))
+        return result
+
+    loop, _ = make_loop(parse_config(config_data()), script, policy=Wants())
+    first = loop.run_once(30.0)
+    second = loop.run_once(60.0)
+    assert first.reason == "Scripted"
+    assert second.reason == "Scripted"
+    assert not any("BackfilledPods" in p for p in second.problems)
 
 
 def test_a_policy_that_raises_is_replaced_by_the_fallback() -> None:

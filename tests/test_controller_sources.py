@@ -252,6 +252,31 @@ def test_a_terminating_pod_that_stopped_serving_is_no_gap() -> None:
         ("ScrapeFailed", "degraded", "b-0")]
 
 
+def test_a_starting_pod_without_metrics_is_no_gap() -> None:
+    """vLLM serves /metrics only once its model is loaded; a pod that is not ready yet gets no
+    traffic from the Service, so its refused scrape is no gap, and a pool whose running pods
+    are all starting is not missing."""
+    pods = [pod("a-0", "vllm-a", ip="10.0.0.1"),
+            pod("a-1", "vllm-a", ip="10.0.0.2", ready=False),
+            pod("b-0", "vllm-b", ip="10.0.0.3", ready=False)]
+    page = render_pod_metrics(_samples()["a-0"], model_name="m")
+
+    def fetch(url: str, timeout_s: float) -> str:
+        if "10.0.0.1" not in url:
+            raise ConnectionRefusedError("the model is still loading")
+        return page
+
+    reader = ClusterReader(clients(FakeApps(deployment("vllm-a"), deployment("vllm-b")),
+                                   FakeCore(pods)))
+    source = PodScrapeSource(reader, fetch=fetch)
+    try:
+        collected = source.collect(POOLS, 0.0)
+    finally:
+        source.close()
+    assert [(p.kind, p.severity, p.pod) for p in collected.problems] == [
+        ("ScrapeFailed", "degraded", "a-1"), ("ScrapeFailed", "degraded", "b-0")]
+
+
 # ---------------------------------------------------------------------------------- Prometheus
 def _series(samples: dict[str, PodSample], query: str, eval_s: float,
             sample_age_s: dict[str, float]) -> list[dict[str, Any]]:

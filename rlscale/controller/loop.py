@@ -26,7 +26,9 @@ One iteration (:meth:`ControlLoop.run_once`):
 
 Snapshot history. A pod listed as running whose scrape failed is absent from that snapshot;
 when it is read again its counters would look like one interval's growth, so the previous
-snapshot is given its current sample (zero growth) and that interval counts as partial.
+snapshot is given its current sample (zero growth) and that interval counts as partial. A pod
+that was still starting (not ready: vLLM serves no ``/metrics`` while it loads the model, and
+the Service sends it nothing) is not backfilled: its counters start at zero.
 """
 
 from __future__ import annotations
@@ -293,8 +295,11 @@ class ControlLoop:
             if again:
                 self.history[-1] = replace(prev, pods=prev.pods + tuple(again))
                 backfilled = sorted(s.pod for s in again)
+        # A starting pod (not ready, not terminating) serves no /metrics yet and has had no
+        # traffic: read for the first time once ready, it starts from zero like a new pod.
         self._unsampled = {pod.name for state in collected.pools.values()
-                           for pod in state.scrape_targets if pod.name not in sampled}
+                           for pod in state.scrape_targets if pod.name not in sampled
+                           and (pod.ready or pod.terminating)}
         snapshot = collected.snapshot(infos, _free_gpus(collected, infos))
         self.history.append(snapshot)
         keep_s = self.builder.config.long_window_s + self.config.interval_s if (

@@ -166,22 +166,22 @@ class PrometheusSource:
                 problems += [Problem("PrometheusDown", "missing", str(err), pool=name)
                              for name in sorted({p.pool for p in pods})]
                 continue
-            fresh: dict[str, bool] = {}  # live (non-terminating) pods only
+            fresh: dict[str, bool] = {}  # ready pods only
             for pod in pods:
                 result = self._sample(pod, series)
                 if not isinstance(result, Problem) and result[1] > self.staleness_s:
                     result = pod_problem(pod, "StaleSample", f"newest sample is "
                                          f"{result[1]:.0f} s old (more than "
                                          f"{self.staleness_s:g} s)")
-                    if not pod.terminating:
+                    if pod.ready:
                         stale_pools.add(pod.pool)
                 if isinstance(result, Problem):
                     problems.append(result)
-                    if not pod.terminating:
+                    if pod.ready:
                         fresh.setdefault(pod.pool, False)
                     continue
                 sample, age = result
-                if not pod.terminating:
+                if pod.ready:
                     fresh[pod.pool] = True
                 samples.append(sample)
                 oldest = max(oldest, age)

@@ -179,22 +179,24 @@ class PodScrapeSource:
 
 
 def pod_problem(pod: PodInfo, kind: str, message: str) -> Problem:
-    """A pod whose metrics are missing: ``partial`` data, or only ``degraded`` for a
-    terminating pod (it gets no new requests and may already have closed its server)."""
-    return Problem(kind, "degraded" if pod.terminating else "partial", message, pool=pod.pool,
+    """A pod whose metrics are missing: ``partial`` data for a ready pod, only ``degraded``
+    for a pod that is not ready — terminating (it gets no new requests and may already have
+    closed its server) or still starting (out of the Service's endpoints, so it has no
+    traffic to hide; vLLM serves ``/metrics`` only once its model is loaded)."""
+    return Problem(kind, "partial" if pod.ready else "degraded", message, pool=pod.pool,
                    pod=pod.name)
 
 
 def pools_without_metrics(pools: dict[str, PoolState],
                           samples: Sequence[PodSample]) -> list[Problem]:
-    """A ``missing`` problem for each pool with running, non-terminating pods none of which
-    gave metrics."""
+    """A ``missing`` problem for each pool with running, ready pods none of which gave
+    metrics."""
     sampled = {s.pod for s in samples}
     out = []
     for name, state in pools.items():
-        live = [p.name for p in state.scrape_targets if not p.terminating]
+        live = [p.name for p in state.scrape_targets if p.ready]
         if live and not sampled.intersection(live):
             out.append(Problem("NoPodMetrics", "missing",
-                               f"none of its {len(live)} running pod(s) gave metrics",
+                               f"none of its {len(live)} ready pod(s) gave metrics",
                                pool=name))
     return out
