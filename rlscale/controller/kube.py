@@ -5,16 +5,76 @@ The official ``kubernetes`` client (the ``controller`` extra) is used through fo
 events), ``CustomObjectsApi`` (the Gateway API HTTPRoute) and ``CoordinationV1Api`` (the
 leader-election Lease). Tests pass fakes with the same methods.
 
-RBAC the controller needs: ``apps/deployments`` get; ``apps/deployments/scale`` patch;
-``pods`` list (the pools' namespaces and, for free GPUs, all namespaces); ``nodes`` list;
-``events`` create; ``gateway.networking.k8s.io/httproutes`` get, patch;
-``coordination.k8s.io/leases`` get, create, update.
+RBAC the controller needs is :data:`API_CALLS`, the single source of truth (the manifests in
+``deploy/`` are checked against it by ``tests/test_deploy.py``; :func:`rbac_rules` gives the
+rules of one scope): ``apps/deployments`` get; ``apps/deployments/scale`` patch; ``pods`` list;
+``events`` create; ``gateway.networking.k8s.io/httproutes`` get, patch (in the pools' and the
+route's namespaces); ``coordination.k8s.io/leases`` get, create, update (in the Lease's
+namespace); ``nodes`` list and ``pods`` list in all namespaces (cluster-wide, only to count free
+GPUs: without them the free GPUs are unknown and the loop estimates them from the inventory).
+No watch, no delete, no wildcard.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+
+RbacScope = Literal["pools", "lease", "cluster"]
+"""Where a permission is needed: ``pools`` — every namespace holding a pool's Deployment or the
+HTTPRoute (a Role there); ``lease`` — the leader-election Lease's namespace (a Role there);
+``cluster`` — cluster-wide (a ClusterRole)."""
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One Kubernetes API call the controller makes, as RBAC sees it.
+
+    Attributes:
+        api_group: ``""`` for the core group.
+        resource: the plural resource, ``/subresource`` appended (``deployments/scale``).
+        verb: the RBAC verb (``get``, ``list``, ``patch``, ``create``, ``update``).
+        scope: see :data:`RbacScope`.
+    """
+
+    api_group: str
+    resource: str
+    verb: str
+    scope: RbacScope
+
+
+API_CALLS: dict[str, ApiCall] = {
+    # cluster_state.ClusterReader
+    "read_namespaced_deployment": ApiCall("apps", "deployments", "get", "pools"),
+    "list_namespaced_pod": ApiCall("", "pods", "list", "pools"),
+    "get_namespaced_custom_object": ApiCall("gateway.networking.k8s.io", "httproutes", "get",
+                                            "pools"),
+    "list_node": ApiCall("", "nodes", "list", "cluster"),
+    "list_pod_for_all_namespaces": ApiCall("", "pods", "list", "cluster"),
+    # actuator.KubernetesActuator (act mode only)
+    "patch_namespaced_deployment_scale": ApiCall("apps", "deployments/scale", "patch", "pools"),
+    "patch_namespaced_custom_object": ApiCall("gateway.networking.k8s.io", "httproutes",
+                                              "patch", "pools"),
+    # observability.EventRecorder (on the Deployment or HTTPRoute written)
+    "create_namespaced_event": ApiCall("", "events", "create", "pools"),
+    # leader.LeaderElector
+    "read_namespaced_lease": ApiCall("coordination.k8s.io", "leases", "get", "lease"),
+    "create_namespaced_lease": ApiCall("coordination.k8s.io", "leases", "create", "lease"),
+    "replace_namespaced_lease": ApiCall("coordination.k8s.io", "leases", "update", "lease"),
+}
+"""Every ``kubernetes.client`` method the controller calls -> what RBAC must allow. The only
+custom objects read or patched are Gateway API HTTPRoutes."""
+
+
+def rbac_rules(scope: RbacScope) -> list[dict[str, list[str]]]:
+    """The RBAC ``rules`` (``apiGroups``, ``resources``, ``verbs``) of ``scope``: one rule per
+    API group and resource, verbs sorted, rules sorted by group and resource."""
+    verbs: dict[tuple[str, str], set[str]] = {}
+    for call in API_CALLS.values():
+        if call.scope == scope:
+            verbs.setdefault((call.api_group, call.resource), set()).add(call.verb)
+    return [{"apiGroups": [group], "resources": [resource], "verbs": sorted(names)}
+            for (group, resource), names in sorted(verbs.items())]
 
 TEMPORARY_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 """HTTP statuses worth retrying: conflicts (re-read, re-apply), throttling, server errors."""
