@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -13,13 +14,15 @@ pytest.importorskip("sb3_contrib", reason="the train extra is not installed")
 
 TINY = ["total_timesteps=256", "n_envs=1", "ppo.n_steps=128", "ppo.batch_size=64",
         "ppo.n_epochs=2", "ppo.net_arch=[16, 16]", "checkpoint_every_steps=128",
-        "scenario=single-pool"]
+        "scenario=single-pool", "imitation.steps=64", "imitation.rounds=2",
+        "imitation.epochs=2"]
 
 
 def test_the_packaged_config_loads_and_overrides_apply() -> None:
-    config = load_train_config(None, ["ppo.learning_rate=1e-4", "reward.cost=0.8"])
+    config = load_train_config(None, ["ppo.learning_rate=3e-4", "reward.cost=0.8"])
     assert config.scenario == "hetero-3pool"
-    assert config.ppo.learning_rate == 1e-4
+    assert config.ppo.learning_rate == 3e-4
+    assert config.imitation.expert == "planner:headroom=0.2"
     assert config.reward == {"cost": 0.8}
     assert config.as_dict()["ppo"]["net_arch"] == [128, 128]
 
@@ -52,6 +55,8 @@ def test_a_short_run_checkpoints_resumes_and_exports_a_loadable_bundle(tmp_path:
     assert found is not None
     assert found[2] == 256
     assert (out / "config.yaml").exists()
+    assert (out / "checkpoints" / "rl_model_0_steps.zip").exists()  # after the warm start
+    assert len(json.loads((out / "imitation.json").read_text())["rounds"]) == 2
     assert (out / "versions.json").exists()
     assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
 

@@ -136,7 +136,21 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
             policy_kwargs={"net_arch": list(config.ppo.net_arch),
                            "activation_fn": activation})
 
-    # 3. Learn, with checkpoints, domain metrics and validation against the tuned baselines.
+    # 3. A warm start: behaviour cloning and DAgger from the expert heuristic (fresh runs).
+    imitated = found is None and config.imitation.steps > 0
+    if imitated:
+        from rlscale.agents.imitation import imitate
+        from rlscale.envs.config import env_config
+
+        control = env_config(scenario).control
+        imitate(model, vec_env, config.imitation, gamma=config.ppo.gamma,
+                replica_step=control.replica_step, weight_levels=control.weight_levels,
+                seed=config.seed, out=out, progress=progress)
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        model.save(str(checkpoints / f"{CHECKPOINT_PREFIX}_0_steps"))
+        vec_env.save(str(checkpoints / f"{CHECKPOINT_PREFIX}_vecnormalize_0_steps.pkl"))
+
+    # 4. Learn, with checkpoints, domain metrics and validation against the tuned baselines.
     ranges = ObservationRangeCallback(out / "observation_range.npz")
     callbacks: list[Any] = [
         CheckpointCallback(max(1, config.checkpoint_every_steps // config.n_envs),
@@ -149,7 +163,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     if validate and config.eval.every_steps > 0:
         validation = ValidationCallback(config, scenario, out, ranges,
                                         [t for t in tuned if t.name in config.eval.baselines],
-                                        workers=workers)
+                                        workers=workers, validate_at_start=imitated)
         callbacks.append(validation)
     remaining = max(0, config.total_timesteps - steps_done)
     try:
@@ -161,7 +175,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     model.save(str(out / "final_model"))
     vec_env.save(str(out / "final_vecnormalize.pkl"))
 
-    # 4. Export the final policy; keep the best validated one as the run's bundle.
+    # 5. Export the final policy; keep the best validated one as the run's bundle.
     from rlscale.agents.export import export_run_bundle
 
     final_bundle = export_run_bundle(model, vec_env, out / "final_bundle", config, scenario,
@@ -172,7 +186,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     best = validation.best_bundle if validation is not None else None
     shutil.copytree(best if best is not None else final_bundle, bundle)
 
-    # 5. Judge it on the held-out windows with the tuned baselines.
+    # 6. Judge it on the held-out windows with the tuned baselines.
     result: dict[str, Any] = {"bundle": str(bundle), "steps": int(model.num_timesteps)}
     if final_evaluation:
         from rlscale.agents.bundle import attach_evaluation

@@ -37,6 +37,31 @@ class PPOConfig:
 
 
 @dataclass(frozen=True)
+class ImitationConfig:
+    """Behaviour cloning and DAgger from a heuristic expert before PPO (``steps`` 0: off).
+
+    Attributes:
+        expert: the expert policy, as ``rlscale evaluate --policies`` spells it
+            (``planner:headroom=0.2``); its decisions are encoded in the PPO action space
+            (replica changes clipped to ``±replica_step``, weights rounded to the levels).
+        steps: labelled environment steps collected per round (over all environments).
+        rounds: 1 is behaviour cloning on the expert's own states; each further round is a
+            DAgger round: the learner acts (the expert with probability ``0.5**round``) and the
+            expert labels the states the learner reaches.
+        epochs / batch_size / learning_rate: the supervised fit (Adam) after each round, of
+            the actor (cross-entropy on the expert's actions) and the critic (discounted
+            normalized returns of the collected episodes).
+    """
+
+    expert: str = "planner:headroom=0.2"
+    steps: int = 0
+    rounds: int = 2
+    epochs: int = 15
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """Periodic validation during training and the closing evaluation.
 
@@ -45,6 +70,9 @@ class EvalConfig:
         split / seeds: validation windows and seeds.
         baselines: tuned baselines the policy is compared with during training.
         final_split / final_seeds / final_policies: the closing evaluation.
+        match_attainment_of: a baseline in ``baselines`` (or empty): a validated policy only
+            counts as better by cost once its SLO attainment reaches this baseline's on the
+            same windows (and the scenario's tuning target); without it, the tuning target.
     """
 
     every_steps: int = 40_000
@@ -54,6 +82,7 @@ class EvalConfig:
     final_split: str = "test"
     final_seeds: tuple[int, ...] = (0, 1, 2)
     final_policies: tuple[str, ...] = ("static", "hpa", "kpa", "keda", "planner", "oracle")
+    match_attainment_of: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,6 +98,7 @@ class TrainConfig:
     normalize_reward: bool = True
     checkpoint_every_steps: int = 10_000
     eval: EvalConfig = field(default_factory=EvalConfig)
+    imitation: ImitationConfig = field(default_factory=ImitationConfig)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for YAML/JSON (tuples become lists)."""
@@ -172,8 +202,24 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
         final_seeds=_int_list(e, "final_seeds", [0, 1, 2]),
         final_policies=_str_list(e, "final_policies",
                                  ["static", "hpa", "kpa", "keda", "planner", "oracle"]),
+        match_attainment_of=e.string("match_attainment_of", ""),
     )
     e.finish()
+    if evaluation.match_attainment_of and (evaluation.match_attainment_of
+                                           not in evaluation.baselines):
+        raise ConfigError(f"train.eval.match_attainment_of: {evaluation.match_attainment_of!r} "
+                          f"is not one of train.eval.baselines {list(evaluation.baselines)}")
+    i = top.section("imitation")
+    imitation = ImitationConfig(
+        expert=i.string("expert", "planner:headroom=0.2"),
+        steps=i.integer("steps", 0, min_value=0),
+        rounds=i.integer("rounds", 2, min_value=1, max_value=20),
+        epochs=i.integer("epochs", 15, min_value=1),
+        batch_size=i.integer("batch_size", 256, min_value=8),
+        learning_rate=i.number("learning_rate", 1e-3, min_value=0, strict_min=True),
+    )
+    i.finish()
+    _check_expert(imitation.expert)
     reward = top.raw("reward", {}) or {}
     if not isinstance(reward, dict) or not all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in reward.values()):
@@ -188,9 +234,26 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
         normalize_reward=top.boolean("normalize_reward", True),
         checkpoint_every_steps=top.integer("checkpoint_every_steps", 10_000, min_value=1),
         eval=evaluation,
+        imitation=imitation,
     )
     top.finish()
     if ppo.batch_size > ppo.n_steps * config.n_envs:
         raise ConfigError(f"train.ppo.batch_size ({ppo.batch_size}) must be at most n_steps x "
                           f"n_envs ({ppo.n_steps * config.n_envs})")
     return config
+
+
+def _check_expert(text: str) -> None:
+    """The expert must be one heuristic baseline with knobs it has (not a bundle or oracle)."""
+    from rlscale.agents.baselines import knobs_of
+    from rlscale.evaluate.policies import parse_policies
+
+    try:
+        specs = parse_policies(text)
+        if len(specs) != 1:
+            raise ValueError(f"expected one heuristic, got {len(specs)}")
+        unknown = sorted(set(specs[0].knobs) - set(knobs_of(specs[0].name)))
+        if unknown:
+            raise ValueError(f"{specs[0].name!r} has no knob(s) {unknown}")
+    except ValueError as err:
+        raise ConfigError(f"train.imitation.expert: {text!r}: {err}") from None

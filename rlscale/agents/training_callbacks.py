@@ -105,8 +105,9 @@ class ValidationCallback(BaseCallback):
 
     def __init__(self, config: TrainConfig, scenario: Scenario, out: Path,
                  ranges: ObservationRangeCallback, baselines: list[PolicySpec],
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, validate_at_start: bool = False) -> None:
         super().__init__()
+        self.validate_at_start = validate_at_start
         self.config = config
         self.scenario = scenario
         self.out = out / "validation"
@@ -132,12 +133,22 @@ class ValidationCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         self.next_at = (self.num_timesteps // self.every + 1) * self.every
+        if self.validate_at_start:  # the warm-started policy is a candidate too
+            self.validate()
 
     def _on_step(self) -> bool:
         if self.num_timesteps >= self.next_at:
             self.next_at += self.every
             self.validate()
         return True
+
+    def target(self) -> float:
+        """The SLO attainment a policy must reach before its cost counts: the tuning target,
+        or the ``eval.match_attainment_of`` baseline's attainment on the validation windows
+        when that is higher."""
+        match = self.config.eval.match_attainment_of
+        rows = [r for r in self.baseline_rows or [] if r["policy"].split("(")[0] == match]
+        return max([self.slo_target] + [float(r["slo_attainment"]) for r in rows])
 
     def validate(self) -> dict[str, Any]:
         """Run the current policy and the baselines on the validation windows now."""
@@ -162,7 +173,7 @@ class ValidationCallback(BaseCallback):
             tasks_for(self.config.scenario, [PolicySpec("ppo", {"bundle": str(bundle)})],
                       chosen, seeds, self.config.eval.split),
             workers=self.workers, progress=False))[0]
-        score = validation_score(mine, self.slo_target)
+        score = validation_score(mine, self.target())
         self.logger.record("eval/slo_attainment", mine["slo_attainment"])
         self.logger.record("eval/cost_usd", mine["cost_usd"])
         for row in self.baseline_rows:
@@ -170,7 +181,7 @@ class ValidationCallback(BaseCallback):
             self.logger.record(f"eval/{name}_cost_usd", row["cost_usd"])
             self.logger.record(f"eval/{name}_slo_attainment", row["slo_attainment"])
         entry = {"steps": steps, "slo_attainment": mine["slo_attainment"],
-                 "cost_usd": mine["cost_usd"], "score": score,
+                 "cost_usd": mine["cost_usd"], "score": score, "target": self.target(),
                  "baselines": {r["policy"]: {"slo_attainment": r["slo_attainment"],
                                              "cost_usd": r["cost_usd"]}
                                for r in self.baseline_rows}}

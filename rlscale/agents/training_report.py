@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -97,29 +98,38 @@ def plot_learning_curve(out: Path, validation: ValidationCallback | None) -> Pat
                             for r in csv.DictReader(handle))
     episodes.sort()
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    imitation = out / "imitation.json"
+    warm_steps = (json.loads(imitation.read_text())["rounds"][-1]["samples"]
+                  if imitation.exists() else 0)
+    if warm_steps:  # the warm start's episodes come first: PPO's steps count from 0
+        axes[0].axvspan(-warm_steps, 0, color="0.9", label="imitation (cloning, DAgger)")
     if episodes:
-        steps = np.cumsum([length for _, _, length in episodes])
+        steps = np.cumsum([length for _, _, length in episodes]) - warm_steps
         rewards = np.array([reward for _, reward, _ in episodes])
         window = max(1, len(rewards) // 20)
         smooth = np.convolve(rewards, np.ones(window) / window, mode="valid")
         axes[0].plot(steps, rewards, alpha=0.25, label="episode")
         axes[0].plot(steps[window - 1:], smooth, label=f"mean of {window}")
         axes[0].legend(fontsize=8)
-    axes[0].set_xlabel("environment steps")
+    axes[0].set_xlabel("PPO environment steps" + (" (imitation before 0)" if warm_steps
+                                                  else ""))
     axes[0].set_ylabel("episode reward")
     axes[0].set_title("Training reward")
     if validation is not None and validation.history:
         history = validation.history
         x = [h["steps"] for h in history]
-        axes[1].plot(x, [h["cost_usd"] for h in history], "o-", label="PPO cost")
-        for name in history[-1]["baselines"]:
+        axes[1].plot(x, [h["cost_usd"] for h in history], "o-", label="policy cost")
+        for name, color in zip(history[-1]["baselines"], ("tab:red", "tab:green", "tab:purple",
+                                                          "tab:brown"), strict=False):
             axes[1].axhline(history[-1]["baselines"][name]["cost_usd"], linestyle="--",
-                            linewidth=1, label=f"{name} cost")
+                            linewidth=1, color=color, label=f"{name} cost")
         twin = axes[1].twinx()
         twin.plot(x, [h["slo_attainment"] for h in history], "s:", color="black",
-                  label="PPO SLO attainment")
+                  label="policy SLO attainment")
         twin.set_ylabel("SLO attainment")
-        axes[1].legend(fontsize=7, loc="upper left")
+        lines, labels = axes[1].get_legend_handles_labels()
+        more, more_labels = twin.get_legend_handles_labels()
+        axes[1].legend(lines + more, labels + more_labels, fontsize=7, loc="center right")
     axes[1].set_xlabel("environment steps")
     axes[1].set_ylabel("validation cost per episode (USD)")
     axes[1].set_title("Validation against tuned baselines")

@@ -80,7 +80,7 @@ def run_tasks(tasks: list[Task], *, workers: int | None = None, progress: bool =
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks)))
     results: list[dict[str, Any] | None] = [None] * len(tasks)
     indexed = list(enumerate(tasks))
-    with _Progress(progress, description, len(tasks)) as advance:
+    with ProgressBar(progress, description, len(tasks)) as advance:
         if workers == 1:
             for index, task in indexed:
                 results[index] = run_task(task)
@@ -98,7 +98,7 @@ def _run_indexed(item: tuple[int, Task]) -> tuple[int, dict[str, Any]]:
     return item[0], run_task(item[1])
 
 
-class _Progress:
+class ProgressBar:
     """A rich progress bar (or nothing) with an ``advance()`` callable."""
 
     def __init__(self, enabled: bool, description: str, total: int) -> None:

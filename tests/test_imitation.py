@@ -1,0 +1,104 @@
+"""The warm start: expert decisions encoded as actions, returns, and a cloning run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlscale.agents.imitation import discounted_returns, expert_action
+from rlscale.agents.policy import Decision
+from rlscale.agents.train_config import load_train_config
+from rlscale.sim.config import ConfigError
+
+K, LEVELS = 2, 5
+FREE = np.ones(2 * (2 * K + 1) + 2 * LEVELS, dtype=np.bool_)
+
+
+def test_replica_changes_are_clipped_to_the_step_and_weights_rounded_to_levels() -> None:
+    decision = Decision((9, 1), (6.0, 1.0))
+    action = expert_action(decision, (3, 2), FREE, K, LEVELS)
+    # +6 is clipped to +2 (index 4), -1 is index 1; weights 1 and 1/6 -> levels 4 and 1
+    assert action.tolist() == [4, 1, 4, 1]
+
+
+def test_a_masked_change_becomes_the_nearest_allowed_one() -> None:
+    mask = FREE.copy()
+    mask[3:5] = False  # pool 0 may not grow (no GPUs left)
+    action = expert_action(Decision((5, 2), (1.0, 1.0)), (3, 2), mask, K, LEVELS)
+    assert action[0] == K  # keep
+    assert action[1] == K
+
+
+def test_all_zero_weights_mean_every_pool_at_the_top_level() -> None:
+    action = expert_action(Decision((3, 2), (0.0, 0.0)), (3, 2), FREE, K, LEVELS)
+    assert action[2:].tolist() == [LEVELS - 1, LEVELS - 1]
+
+
+def test_returns_restart_after_each_episode_and_cut_episodes_are_marked() -> None:
+    rewards = np.array([1.0, 1.0, 1.0, 2.0, 2.0])
+    dones = np.array([False, False, True, False, False])
+    returns, complete = discounted_returns(rewards, dones, gamma=0.5)
+    np.testing.assert_allclose(returns, [1.75, 1.5, 1.0, 3.0, 2.0])
+    assert complete.tolist() == [True, True, True, False, False]
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("imitation.expert=oracle", "train.imitation.expert: 'oracle'"),
+    ("imitation.expert=planner:speed=3", "has no knob(s) ['speed']"),
+    ("imitation.expert=hpa,planner", "expected one heuristic, got 2"),
+    ("imitation.rounds=0", "train.imitation.rounds: expected an integer in [1, 20]"),
+    ("eval.match_attainment_of=kpa", "is not one of train.eval.baselines"),
+])
+def test_a_wrong_imitation_field_is_named(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_train_config(None, [override])
+    assert message in str(caught.value)
+
+
+@pytest.mark.slow
+def test_cloning_the_planner_makes_the_policy_decide_like_it(tmp_path: Path) -> None:
+    """After cloning, the network's own (greedy) replica choices agree with the expert's far
+    more often than the untrained network's do, on states it was not fit on."""
+    pytest.importorskip("sb3_contrib", reason="the train extra is not installed")
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from rlscale.agents.imitation import collect, imitate
+    from rlscale.agents.train_config import ImitationConfig
+    from rlscale.envs import LLMClusterEnv
+    from rlscale.evaluate.policies import build_policy, parse_policies
+
+    def make() -> LLMClusterEnv:
+        return LLMClusterEnv("single-pool")
+
+    vec_env = VecNormalize(DummyVecEnv([make]), norm_obs=True, norm_reward=True)
+    model = MaskablePPO("MlpPolicy", vec_env, n_steps=64, batch_size=64, seed=0,
+                        device="cpu", policy_kwargs={"net_arch": [32, 32]})
+    env = vec_env.venv.envs[0]
+    step, levels = env.config.control.replica_step, env.config.control.weight_levels
+    spec = parse_policies("planner:headroom=0.2")[0]
+    experts = [build_policy(spec, env.policy_context())]
+
+    def agreement() -> float:  # on a new episode the expert drives
+        vec_env.training = False  # normalization as fitted
+        held_out = collect(vec_env, experts, 120, gamma=0.97, replica_step=step,
+                           weight_levels=levels, rng=np.random.default_rng(7))
+        vec_env.training = True
+        chosen, _ = model.predict(vec_env.normalize_obs(held_out.observations),
+                                  action_masks=held_out.masks, deterministic=True)
+        return float((chosen[:, 0] == held_out.actions[:, 0]).mean())
+
+    before = agreement()
+    report = imitate(model, vec_env, ImitationConfig(steps=240, rounds=2, epochs=40),
+                     gamma=0.97, replica_step=step, weight_levels=levels, seed=0,
+                     out=tmp_path, progress=False)
+    after = agreement()
+    assert report["rounds"][1]["samples"] == 480
+    assert 0.3 < report["rounds"][1]["expert_share"] < 0.7  # DAgger: the learner acted
+    assert json.loads((tmp_path / "imitation.json").read_text())["expert"] == (
+        "planner(headroom=0.2)")
+    assert after >= 0.75
+    assert after > before + 0.2
