@@ -5,10 +5,12 @@ Examples::
     rlscale train                                     # the default config and scenario
     rlscale train --config my-train.yaml --out runs/train-a
     rlscale train --set total_timesteps=200000 --set ppo.learning_rate=1e-4
+    rlscale train --set imitation.steps=0             # PPO from scratch (no warm start)
     rlscale train --out runs/train-a --resume         # continue after an interruption
 
 Writes to ``--out``: ``config.yaml`` (resolved) and ``versions.json``, ``tuned.json`` (the
-baselines' knobs tuned on training windows), ``checkpoints/``, ``tensorboard/``
+baselines' knobs tuned on training windows), ``imitation.json`` (the warm start's rounds:
+samples, share of expert actions, accuracy), ``checkpoints/``, ``tensorboard/``
 (``tensorboard --logdir OUT/tensorboard``), ``validation/`` (policy exported at each validation,
 ``best``), ``bundle/`` (the policy to deploy: numpy weights, no torch needed),
 ``evaluation/`` (the held-out table, CSV/JSON and plots) and ``learning_curve.png``.

@@ -33,7 +33,7 @@ from kubernetes.client import V1LabelSelector, V1LabelSelectorRequirement
 from rlscale.controller.cluster_state import ClusterReader, label_selector
 from rlscale.controller.config import GpuConfig, PoolConfig, RouteConfig
 from rlscale.controller.prometheus import PrometheusSource, spellings
-from rlscale.controller.sources import PodScrapeSource
+from rlscale.controller.sources import CollectedMetrics, PodScrapeSource
 from rlscale.metrics.exposition import Spelling, render_pod_metrics
 from rlscale.metrics.snapshot import PodSample
 from rlscale.metrics.vllm import METRICS
@@ -161,6 +161,17 @@ def pod_servers() -> Iterator[Callable[[dict[str, str | None]], int]]:
         server.server_close()
 
 
+def _scrape(pods: list[Any], fetch: Callable[[str, float], str]) -> CollectedMetrics:
+    """One collection from pools a (``vllm-a``) and b (``vllm-b``) holding ``pods``."""
+    reader = ClusterReader(clients(FakeApps(deployment("vllm-a"), deployment("vllm-b")),
+                                   FakeCore(pods)))
+    source = PodScrapeSource(reader, fetch=fetch)
+    try:
+        return source.collect(POOLS, 0.0)
+    finally:
+        source.close()
+
+
 def _samples() -> dict[str, PodSample]:
     return {"a-0": sample("a-0", "a", success=40, running=3, waiting=1, kv=0.25),
             "a-1": sample("a-1", "a", success=7, running=1, kv=0.5, ready=False),
@@ -218,13 +229,7 @@ def test_a_failed_scrape_is_reported_and_a_pool_without_any_metrics_is_missing(
         raise error
 
     pods = [pod("a-0", "vllm-a", ip="10.0.0.1"), pod("b-0", "vllm-b", ip="10.0.0.2")]
-    reader = ClusterReader(clients(FakeApps(deployment("vllm-a"), deployment("vllm-b")),
-                                   FakeCore(pods)))
-    source = PodScrapeSource(reader, fetch=fetch)
-    try:
-        collected = source.collect(POOLS, 0.0)
-    finally:
-        source.close()
+    collected = _scrape(pods, fetch)
     assert [s.pod for s in collected.samples] == ["a-0"]
     assert [(p.kind, p.severity, p.pool, p.pod) for p in collected.problems] == [
         (kind, "partial", "b", "b-0"), ("NoPodMetrics", "missing", "b", None)]
@@ -241,13 +246,7 @@ def test_a_terminating_pod_that_stopped_serving_is_no_gap() -> None:
             raise ConnectionRefusedError("vLLM has shut its server down")
         return page
 
-    reader = ClusterReader(clients(FakeApps(deployment("vllm-a"), deployment("vllm-b")),
-                                   FakeCore(pods)))
-    source = PodScrapeSource(reader, fetch=fetch)
-    try:
-        collected = source.collect(POOLS, 0.0)
-    finally:
-        source.close()
+    collected = _scrape(pods, fetch)
     assert [(p.kind, p.severity, p.pod) for p in collected.problems] == [
         ("ScrapeFailed", "degraded", "b-0")]
 
@@ -266,13 +265,7 @@ def test_a_starting_pod_without_metrics_is_no_gap() -> None:
             raise ConnectionRefusedError("the model is still loading")
         return page
 
-    reader = ClusterReader(clients(FakeApps(deployment("vllm-a"), deployment("vllm-b")),
-                                   FakeCore(pods)))
-    source = PodScrapeSource(reader, fetch=fetch)
-    try:
-        collected = source.collect(POOLS, 0.0)
-    finally:
-        source.close()
+    collected = _scrape(pods, fetch)
     assert [(p.kind, p.severity, p.pod) for p in collected.problems] == [
         ("ScrapeFailed", "degraded", "a-1"), ("ScrapeFailed", "degraded", "b-0")]
 

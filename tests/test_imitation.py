@@ -51,6 +51,7 @@ def test_returns_restart_after_each_episode_and_cut_episodes_are_marked() -> Non
     ("imitation.expert=hpa,planner", "expected one heuristic, got 2"),
     ("imitation.rounds=0", "train.imitation.rounds: expected an integer in [1, 20]"),
     ("eval.match_attainment_of=kpa", "is not one of train.eval.baselines"),
+    ("eval.min_slo_attainment=1.5", "train.eval.min_slo_attainment: expected a number"),
 ])
 def test_a_wrong_imitation_field_is_named(override: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -102,3 +103,25 @@ def test_cloning_the_planner_makes_the_policy_decide_like_it(tmp_path: Path) -> 
         "planner(headroom=0.2)")
     assert after >= 0.75
     assert after > before + 0.2
+
+
+def test_validation_counts_cost_only_at_the_attainment_of_hpa_or_the_floor(
+        tmp_path: Path) -> None:
+    pytest.importorskip("sb3_contrib", reason="the train extra is not installed")
+    from rlscale.agents.training_callbacks import ValidationCallback, validation_score
+    from rlscale.sim.scenario import load_scenario
+
+    def target(*overrides: str) -> float:
+        config = load_train_config(None, list(overrides))
+        callback = ValidationCallback(config, load_scenario(config.scenario), tmp_path,
+                                      ranges=None, baselines=[])  # type: ignore[arg-type]
+        callback.baseline_rows = [{"policy": "hpa(target=0.2)", "slo_attainment": 0.972},
+                                  {"policy": "planner(headroom=0.0)", "slo_attainment": 0.99}]
+        return callback.target()
+
+    assert target() == 0.985  # the packaged config's floor, above the tuned HPA's 0.972
+    assert target("eval.min_slo_attainment=0") == 0.972  # the tuned HPA's
+    assert target("eval.min_slo_attainment=0", "eval.match_attainment_of=null") == 0.95
+    cheap_but_worse = {"slo_attainment": 0.97, "cost_usd": 10.0}
+    dear_and_better = {"slo_attainment": 0.98, "cost_usd": 14.0}
+    assert validation_score(dear_and_better, 0.972) > validation_score(cheap_but_worse, 0.972)

@@ -70,9 +70,10 @@ class EvalConfig:
         split / seeds: validation windows and seeds.
         baselines: tuned baselines the policy is compared with during training.
         final_split / final_seeds / final_policies: the closing evaluation.
-        match_attainment_of: a baseline in ``baselines`` (or empty): a validated policy only
+        match_attainment_of: a baseline in ``baselines`` (or null): a validated policy only
             counts as better by cost once its SLO attainment reaches this baseline's on the
             same windows (and the scenario's tuning target); without it, the tuning target.
+        min_slo_attainment: a floor on that target (0-1; 0: none).
     """
 
     every_steps: int = 40_000
@@ -83,6 +84,7 @@ class EvalConfig:
     final_seeds: tuple[int, ...] = (0, 1, 2)
     final_policies: tuple[str, ...] = ("static", "hpa", "kpa", "keda", "planner", "oracle")
     match_attainment_of: str = ""
+    min_slo_attainment: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,14 @@ def _int_list(section: Section, key: str, default: list[int]) -> tuple[int, ...]
     return tuple(value)
 
 
+def _optional_name(section: Section, key: str) -> str:
+    """A name, or ``""`` when absent or null."""
+    value = section.raw(key, "")
+    if not isinstance(value, str):
+        raise ConfigError(f"{section.path}.{key}: expected a name or null, got {value!r}")
+    return value
+
+
 def _str_list(section: Section, key: str, default: list[str]) -> tuple[str, ...]:
     value = section.raw(key, default)
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -202,7 +212,8 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
         final_seeds=_int_list(e, "final_seeds", [0, 1, 2]),
         final_policies=_str_list(e, "final_policies",
                                  ["static", "hpa", "kpa", "keda", "planner", "oracle"]),
-        match_attainment_of=e.string("match_attainment_of", ""),
+        match_attainment_of=_optional_name(e, "match_attainment_of"),
+        min_slo_attainment=e.number("min_slo_attainment", 0.0, min_value=0, max_value=1),
     )
     e.finish()
     if evaluation.match_attainment_of and (evaluation.match_attainment_of

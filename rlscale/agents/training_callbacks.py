@@ -144,11 +144,12 @@ class ValidationCallback(BaseCallback):
 
     def target(self) -> float:
         """The SLO attainment a policy must reach before its cost counts: the tuning target,
-        or the ``eval.match_attainment_of`` baseline's attainment on the validation windows
-        when that is higher."""
+        the ``eval.match_attainment_of`` baseline's attainment on the validation windows or
+        ``eval.min_slo_attainment``, whichever is highest."""
         match = self.config.eval.match_attainment_of
         rows = [r for r in self.baseline_rows or [] if r["policy"].split("(")[0] == match]
-        return max([self.slo_target] + [float(r["slo_attainment"]) for r in rows])
+        return max([self.slo_target, self.config.eval.min_slo_attainment]
+                   + [float(r["slo_attainment"]) for r in rows])
 
     def validate(self) -> dict[str, Any]:
         """Run the current policy and the baselines on the validation windows now."""
