@@ -174,7 +174,8 @@ class ValidationCallback(BaseCallback):
             tasks_for(self.config.scenario, [PolicySpec("ppo", {"bundle": str(bundle)})],
                       chosen, seeds, self.config.eval.split),
             workers=self.workers, progress=False))[0]
-        score = validation_score(mine, self.target())
+        target = self.target()
+        score = validation_score(mine, target)
         self.logger.record("eval/slo_attainment", mine["slo_attainment"])
         self.logger.record("eval/cost_usd", mine["cost_usd"])
         for row in self.baseline_rows:
@@ -182,7 +183,7 @@ class ValidationCallback(BaseCallback):
             self.logger.record(f"eval/{name}_cost_usd", row["cost_usd"])
             self.logger.record(f"eval/{name}_slo_attainment", row["slo_attainment"])
         entry = {"steps": steps, "slo_attainment": mine["slo_attainment"],
-                 "cost_usd": mine["cost_usd"], "score": score, "target": self.target(),
+                 "cost_usd": mine["cost_usd"], "score": score, "target": target,
                  "baselines": {r["policy"]: {"slo_attainment": r["slo_attainment"],
                                              "cost_usd": r["cost_usd"]}
                                for r in self.baseline_rows}}

@@ -119,10 +119,9 @@ def plot_learning_curve(out: Path, validation: ValidationCallback | None) -> Pat
         history = validation.history
         x = [h["steps"] for h in history]
         axes[1].plot(x, [h["cost_usd"] for h in history], "o-", label="policy cost")
-        for name, color in zip(history[-1]["baselines"], ("tab:red", "tab:green", "tab:purple",
-                                                          "tab:brown"), strict=False):
+        for i, name in enumerate(history[-1]["baselines"], start=1):  # C0 is the policy's
             axes[1].axhline(history[-1]["baselines"][name]["cost_usd"], linestyle="--",
-                            linewidth=1, color=color, label=f"{name} cost")
+                            linewidth=1, color=f"C{i}", label=f"{name} cost")
         twin = axes[1].twinx()
         twin.plot(x, [h["slo_attainment"] for h in history], "s:", color="black",
                   label="policy SLO attainment")

@@ -176,6 +176,12 @@ class HpaBehavior:
         self.recommendations.append((now, desired))
         return recommendation
 
+    def _period_start(self, period_s: float, now: float, current: int) -> int:
+        """Replicas at the start of a policy's period: ``current`` less the scale-ups and plus
+        the scale-downs made within the last ``period_s`` seconds."""
+        return (current - _change_in_period(period_s, self.up_events, now)
+                + _change_in_period(period_s, self.down_events, now))
+
     def scale_up_limit(self, now: float, current: int) -> int:
         """``calculateScaleUpLimitWithScalingRules``."""
         rules = self.scale_up
@@ -183,8 +189,7 @@ class HpaBehavior:
             return current
         proposals = []
         for policy in rules.policies:
-            start = (current - _change_in_period(policy.period_s, self.up_events, now)
-                     + _change_in_period(policy.period_s, self.down_events, now))
+            start = self._period_start(policy.period_s, now, current)
             if policy.kind == "Pods":
                 proposals.append(start + int(policy.value))
             else:
@@ -198,8 +203,7 @@ class HpaBehavior:
             return current
         proposals = []
         for policy in rules.policies:
-            start = (current - _change_in_period(policy.period_s, self.up_events, now)
-                     + _change_in_period(policy.period_s, self.down_events, now))
+            start = self._period_start(policy.period_s, now, current)
             if policy.kind == "Pods":
                 proposals.append(start - int(policy.value))
             else:
