@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from rlscale.sim.config import ConfigError
+from rlscale.configschema import ConfigError
 from rlscale.sim.profile import ProfileError, load_profile
 from rlscale.sim.run import simulate, with_replica_plan
 from rlscale.sim.scenario import (
@@ -34,7 +34,7 @@ from rlscale.sim.scenario import (
     load_scenario,
 )
 from rlscale.sim.spec import SLO, ClusterSpec, PoolSpec
-from rlscale.sim.workload import TraceFormatError, WorkloadConfigError
+from rlscale.sim.workload import TraceFormatError, Workload, WorkloadConfigError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,7 +196,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         workload = scenario.build_workload(np.random.default_rng(seed), overrides)
         if args.poisson and args.requests and len(workload) > args.requests:
-            from rlscale.sim.workload import Workload
 
             n = args.requests
             workload = Workload(workload.arrival_s[:n], workload.prompt_tokens[:n],

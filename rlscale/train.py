@@ -25,8 +25,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from rlscale.agents.train_config import load_train_config
-from rlscale.sim.config import ConfigError
+from rlscale.configschema import ConfigError
+from rlscale.sim.scenario import load_scenario
+from rlscale.training.config import load_train_config
+from rlscale.training.ppo import train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,7 +60,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides.append(f"total_timesteps={args.total_timesteps}")
     try:
         config = load_train_config(args.config, overrides)
-        from rlscale.sim.scenario import load_scenario
 
         load_scenario(config.scenario)
     except ConfigError as err:
@@ -69,7 +70,6 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     out = args.out or Path("runs") / f"train-{time.strftime('%Y%m%d-%H%M%S')}"
-    from rlscale.agents.ppo import train
 
     started = time.perf_counter()
     result = train(config, out, resume=args.resume, progress=not args.quiet,

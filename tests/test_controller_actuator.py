@@ -13,7 +13,6 @@ from rlscale.controller.actuator import (
     RetryPolicy,
     TemporaryActuationError,
     backend_weights,
-    integer_weights,
     weights_patch,
 )
 from rlscale.controller.config import RouteConfig
@@ -126,19 +125,6 @@ def test_set_weights_permanent_and_out_of_range() -> None:
     assert slept == []
     with pytest.raises(PermanentActuationError, match=r"\[0, 1000000\]"):
         actuator.set_weights(ROUTE, {"svc-a": 2_000_000})
-
-
-@pytest.mark.parametrize(("shares", "expected"), [
-    ([1.0, 1.0, 1.0], [334, 333, 333]),
-    ([0.7, 0.3], [700, 300]),
-    ([2.0, 0.0], [1000, 0]),
-    ([0.0, 0.0], [0, 0]),
-    ([1e-9, 1.0], [0, 1000]),
-])
-def test_integer_weights_sum_to_the_total(shares: list[float], expected: list[int]) -> None:
-    assert integer_weights(shares) == expected
-    with pytest.raises(ValueError, match="finite and >= 0"):
-        integer_weights([-1.0, 1.0])
 
 
 def test_backend_weights_split_a_pool_over_its_backend_refs() -> None:

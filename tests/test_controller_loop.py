@@ -398,7 +398,7 @@ def _bundle_config(path: Path, facts: bool = True) -> ControllerConfig:
 
 
 @pytest.mark.parametrize(("seen", "reason", "policy"), [
-    (20.0, None, "ppo"), (0.0, "ObservationOutOfRange", "static")])
+    (20.0, None, "ppo"), (0.0, "FallbackOutOfRange", "static")])
 def test_a_bundle_decides_unless_the_observation_leaves_its_training_range(
         tmp_path: Path, seen: float, reason: str | None, policy: str) -> None:
     config = _bundle_config(tmp_path / "ppo")

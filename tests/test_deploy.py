@@ -653,8 +653,8 @@ def _job_container(rendered: Rendered, name: str) -> tuple[Manifest, Manifest]:
 
 
 def test_train_job_runs_one_seed_per_completion_index(rendered: Rendered) -> None:
-    from rlscale.agents.train_config import load_train_config
     from rlscale.train import build_parser
+    from rlscale.training.config import load_train_config
 
     job, container = _job_container(rendered, "rlscale-train")
     assert job["spec"]["completionMode"] == "Indexed"

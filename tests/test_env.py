@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 import rlscale.envs
+from rlscale.configschema import ConfigError
 from rlscale.envs import ENV_ID, LLMClusterEnv, make_env
-from rlscale.sim.config import ConfigError
 from rlscale.sim.scenario import scenario_from_dict
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "rlscale" / "scenarios"

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from rlscale.configschema import ConfigError
 from rlscale.envs.splits import Window, scenario_splits
 from rlscale.evaluate.cli import main
 from rlscale.evaluate.policies import PolicySpec, parse_policies
 from rlscale.evaluate.report import aggregate, ci95, markdown_table
 from rlscale.evaluate.runner import Task, run_task
-from rlscale.sim.config import ConfigError
 from rlscale.sim.scenario import load_scenario
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rlscale.agents.imitation import discounted_returns, expert_action
 from rlscale.agents.policy import Decision
-from rlscale.agents.train_config import load_train_config
-from rlscale.sim.config import ConfigError
+from rlscale.configschema import ConfigError
+from rlscale.training.config import load_train_config
+from rlscale.training.imitation import discounted_returns, expert_action
 
 K, LEVELS = 2, 5
 FREE = np.ones(2 * (2 * K + 1) + 2 * LEVELS, dtype=np.bool_)
@@ -67,10 +67,10 @@ def test_cloning_the_planner_makes_the_policy_decide_like_it(tmp_path: Path) -> 
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    from rlscale.agents.imitation import collect, imitate
-    from rlscale.agents.train_config import ImitationConfig
     from rlscale.envs import LLMClusterEnv
     from rlscale.evaluate.policies import build_policy, parse_policies
+    from rlscale.training.config import ImitationConfig
+    from rlscale.training.imitation import collect, imitate
 
     def make() -> LLMClusterEnv:
         return LLMClusterEnv("single-pool")
@@ -108,8 +108,8 @@ def test_cloning_the_planner_makes_the_policy_decide_like_it(tmp_path: Path) -> 
 def test_validation_counts_cost_only_at_the_attainment_of_hpa_or_the_floor(
         tmp_path: Path) -> None:
     pytest.importorskip("sb3_contrib", reason="the train extra is not installed")
-    from rlscale.agents.training_callbacks import ValidationCallback, validation_score
     from rlscale.sim.scenario import load_scenario
+    from rlscale.training.callbacks import ValidationCallback, validation_score
 
     def target(*overrides: str) -> float:
         config = load_train_config(None, list(overrides))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from rlscale.sim.config import ConfigError
+from rlscale.configschema import ConfigError
 from rlscale.sim.scenario import (
     DEFAULT_SCENARIO,
     builtin_scenario_names,

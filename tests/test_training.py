@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rlscale.agents.train_config import load_train_config
-from rlscale.sim.config import ConfigError
+from rlscale.configschema import ConfigError
+from rlscale.training.config import load_train_config
 
 pytest.importorskip("sb3_contrib", reason="the train extra is not installed")
 
@@ -44,8 +44,8 @@ def test_a_wrong_field_is_named(override: str, message: str) -> None:
 @pytest.mark.slow
 def test_a_short_run_checkpoints_resumes_and_exports_a_loadable_bundle(tmp_path: Path) -> None:
     from rlscale.agents.numpy_policy import BundlePolicy
-    from rlscale.agents.ppo import latest_checkpoint, train
     from rlscale.envs import LLMClusterEnv
+    from rlscale.training.ppo import latest_checkpoint, train
 
     out = tmp_path / "run"
     first = train(load_train_config(None, TINY), out, progress=False, validate=False,

@@ -30,11 +30,11 @@ from rlscale.twin.objects import (  # noqa: E402
     PodView,
     deployment_object,
     deployment_status,
-    integer_weights,
     namespace_object,
     node_object,
     pod_object,
     route_pool_weights,
+    route_weights,
     service_object,
 )
 from rlscale.twin.pod_metrics import IpPool  # noqa: E402
@@ -131,8 +131,8 @@ def test_objects_deserialize_with_the_official_client() -> None:
 
 
 def test_weights() -> None:
-    assert integer_weights({"a": 2, "b": 1, "c": 0.3}) == {"a": 606, "b": 303, "c": 91}
-    assert integer_weights({"a": 0, "b": 0}) == {"a": 0, "b": 0}
+    assert route_weights({"a": 2, "b": 1, "c": 0.3}) == {"a": 606, "b": 303, "c": 91}
+    assert route_weights({"a": 0, "b": 0}) == {"a": 0, "b": 0}
     route = {"spec": {"rules": [{"backendRefs": [{"name": "x"}]}, {"backendRefs": [
         {"name": "a", "weight": 3}, {"name": "b"}, {"name": "other", "weight": 9}]}]}}
     assert route_pool_weights(route, ["a", "b"]) == {"a": 3.0, "b": 1.0}

@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from rlscale.agents import reasons
 from rlscale.agents.bundle import Bundle, load_bundle
 from rlscale.agents.policy import Decision, PolicyContext, PolicyInput
 
@@ -154,7 +155,7 @@ class BundlePolicy:
             problem = "observation has NaN or infinite entries"
         if problem:
             safe = tuple(max(0, int(d)) for d in desired)
-            return Decision(safe, (1.0,) * len(safe), False, "BadInput",
+            return Decision(safe, (1.0,) * len(safe), False, reasons.BAD_INPUT,
                             f"{self.name}: {problem}")
         action = self.action(vector, desired)
         deltas = [int(a) - self._step for a in action[:self._pools]]
@@ -167,5 +168,5 @@ class BundlePolicy:
                  level in zip(self.bundle.action.pools, desired, replicas, deltas, levels,
                               strict=True)]
         note = "; every weight level 0: equal weights" if all_zero else ""
-        return Decision(replicas, weights, True, "Policy",
+        return Decision(replicas, weights, True, reasons.POLICY,
                         f"{self.name}: {'; '.join(parts)}{note}")

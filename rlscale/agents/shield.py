@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from rlscale.agents import reasons
 from rlscale.agents.policy import Decision, Policy, PolicyContext, PolicyInput
 
 
@@ -74,12 +75,12 @@ class Shield:
         """Why the observation cannot be trusted (a reason), or None."""
         vector = observed.vector
         if not np.all(np.isfinite(vector)):
-            return "FallbackNaN"
+            return reasons.FALLBACK_NAN
         if self.observation_range is not None:
             low, high = self.observation_range
             margin = self.config.range_margin
             if np.any(vector < low - margin) or np.any(vector > high + margin):
-                return "FallbackOutOfRange"
+                return reasons.FALLBACK_OUT_OF_RANGE
         return None
 
     def decide(self, policy: Policy, observed: PolicyInput) -> ShieldResult:
@@ -90,26 +91,28 @@ class Shield:
                 decision = policy.decide(observed)
             except Exception as err:  # a failing policy must not stop the loop
                 decision = Decision(observed.desired, _current_weights(observed), False,
-                                    "PolicyError", f"{type(err).__name__}: {err}")
+                                    reasons.POLICY_ERROR, f"{type(err).__name__}: {err}")
             return self.apply(decision, observed)
         return self._fall_back(problem, observed)
 
     def apply(self, decision: Decision, observed: PolicyInput) -> ShieldResult:
         """Shield ``decision`` (rules 1-6)."""
         if not decision.valid:
-            return self._fall_back("FallbackInvalid", observed, decision.message)
+            return self._fall_back(reasons.FALLBACK_INVALID, observed, decision.message)
         return self._clamp(decision, observed, ())
 
     def _fall_back(self, reason: str, observed: PolicyInput, detail: str = "") -> ShieldResult:
         if self.fallback is None:
-            keep = Decision(observed.desired, _current_weights(observed), True, "KeepCurrent",
+            keep = Decision(observed.desired, _current_weights(observed), True,
+                            reasons.KEEP_CURRENT,
                             f"{reason}: no fallback policy; keeping the current state {detail}")
-            return ShieldResult(keep, (reason, "KeepCurrent"), False)
+            return ShieldResult(keep, (reason, reasons.KEEP_CURRENT), False)
         decision = self.fallback.decide(observed)
         if not decision.valid:
-            keep = Decision(observed.desired, _current_weights(observed), True, "KeepCurrent",
+            keep = Decision(observed.desired, _current_weights(observed), True,
+                            reasons.KEEP_CURRENT,
                             f"{reason}; fallback invalid too: {decision.message}")
-            return ShieldResult(keep, (reason, "KeepCurrent"), True)
+            return ShieldResult(keep, (reason, reasons.KEEP_CURRENT), True)
         why = f"{reason}{f' ({detail})' if detail else ''}: fallback {self.fallback.name}"
         decision = Decision(decision.replicas, decision.weights, True, decision.reason,
                             f"{why}: {decision.message}")
@@ -122,7 +125,7 @@ class Shield:
         pools = self.context.observation.pools
         count = self.context.pool_count
         if len(decision.replicas) != count:
-            return self._fall_back("FallbackInvalid", observed,
+            return self._fall_back(reasons.FALLBACK_INVALID, observed,
                                    f"decision has {len(decision.replicas)} pools, not {count}")
         replicas = list(decision.replicas)
         current = observed.desired
@@ -132,41 +135,42 @@ class Shield:
             low, high = self.context.min_replicas[i], pool.max_replicas
             if replicas[i] > high:
                 replicas[i] = high
-                interventions.append(f"TooManyReplicas:{pool.name}")
+                interventions.append(reasons.pool_reason(reasons.TOO_MANY_REPLICAS, pool.name))
             elif replicas[i] < low:
                 replicas[i] = low
-                interventions.append(f"TooFewReplicas:{pool.name}")
+                interventions.append(reasons.pool_reason(reasons.TOO_FEW_REPLICAS, pool.name))
             if replicas[i] > current[i] + self.config.max_scale_up:
                 replicas[i] = current[i] + self.config.max_scale_up
-                interventions.append(f"ScaleUpLimit:{pool.name}")
+                interventions.append(reasons.pool_reason(reasons.SCALE_UP_LIMIT, pool.name))
             if replicas[i] < current[i] - self.config.max_scale_down:
                 replicas[i] = max(low, current[i] - self.config.max_scale_down)
-                interventions.append(f"ScaleDownLimit:{pool.name}")
+                interventions.append(reasons.pool_reason(reasons.SCALE_DOWN_LIMIT, pool.name))
             status = observed.pools[i] if i < len(observed.pools) else None
             waiting = status.starting_replicas + status.pending_replicas if status else 0
             if (self.config.block_scale_down_while_pending and replicas[i] < current[i]
                     and waiting > 0):
                 replicas[i] = current[i]
-                interventions.append(f"ScaleDownWhilePending:{pool.name}")
+                interventions.append(
+                    reasons.pool_reason(reasons.SCALE_DOWN_WHILE_PENDING, pool.name))
             if replicas[i] > current[i]:
                 gpus_left = inventory.get(pool.gpu_type, 0) - used.get(pool.gpu_type, 0)
                 allowed = max(current[i], gpus_left // pool.gpus_per_replica)
                 if replicas[i] > allowed:
                     replicas[i] = allowed
-                    interventions.append(f"GpuInventory:{pool.name}")
+                    interventions.append(reasons.pool_reason(reasons.GPU_INVENTORY, pool.name))
             used[pool.gpu_type] = used.get(pool.gpu_type, 0) + replicas[i] * pool.gpus_per_replica
         weights = list(decision.weights)
         ready = [p.ready_replicas for p in observed.pools]
         for i, pool in enumerate(pools):
             if weights[i] > 0 and ready[i] == 0:
                 weights[i] = 0.0
-                interventions.append(f"NoReadyReplicas:{pool.name}")
+                interventions.append(reasons.pool_reason(reasons.NO_READY_REPLICAS, pool.name))
         if not any(w > 0 for w in weights) and any(ready):
             weights = [r * p.capacity_rps for r, p in zip(ready, pools, strict=True)]
-            interventions.append("WeightsByCapacity")
+            interventions.append(reasons.WEIGHTS_BY_CAPACITY)
         if not any(w > 0 for w in weights):
             weights = list(_current_weights(observed))
-        reason = decision.reason if not interventions else interventions[0].split(":")[0]
+        reason = decision.reason if not interventions else reasons.base_reason(interventions[0])
         message = decision.message if not interventions else (
             f"{decision.message} [shield: {', '.join(interventions)}]")
         shielded = Decision(tuple(replicas), tuple(weights), True, reason, message)

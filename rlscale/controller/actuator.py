@@ -19,15 +19,15 @@ connection failures are retried with exponential backoff and become a
 from __future__ import annotations
 
 import copy
-import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from rlscale.controller.cluster_state import GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTES
 from rlscale.controller.config import RouteConfig
 from rlscale.controller.kube import KubeClients, api_status, describe, get, is_temporary
+from rlscale.weights import integer_weights
 
 T = TypeVar("T")
 
@@ -181,22 +181,6 @@ def weights_patch(route: Any, weights: Mapping[str, int]) -> dict[str, Any] | No
         return None
     return {"metadata": {"resourceVersion": get(route, "metadata", "resourceVersion")},
             "spec": {"rules": rules}}
-
-
-def integer_weights(shares: Sequence[float], total: int = WEIGHT_TOTAL) -> list[int]:
-    """Non-negative shares as integers summing to ``total`` (largest remainder; ties to the
-    earlier entry). All-zero shares give all zeros."""
-    if any(not (s >= 0 and math.isfinite(s)) for s in shares):
-        raise ValueError(f"weights must be finite and >= 0, got {list(shares)}")
-    whole = sum(shares)
-    if whole <= 0:
-        return [0] * len(shares)
-    exact = [s / whole * total for s in shares]
-    out = [math.floor(x) for x in exact]
-    order = sorted(range(len(exact)), key=lambda i: (-(exact[i] - out[i]), i))
-    for i in order[:total - sum(out)]:
-        out[i] += 1
-    return out
 
 
 def backend_weights(route: RouteConfig, pool_weights: Mapping[str, float],

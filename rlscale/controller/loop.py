@@ -15,8 +15,8 @@ One iteration (:meth:`ControlLoop.run_once`):
    fallback heuristic with no scale-down (missing pods would look idle; reason
    ``PartialMetrics``); otherwise the primary policy, which the shield replaces by the
    fallback when the observation is NaN or outside the training range
-   (``ObservationNaN`` / ``ObservationOutOfRange``) or the policy raised or refused
-   (``PolicyError`` / ``PolicyInvalid``); a bundle that failed to load is reported as
+   (``FallbackNaN`` / ``FallbackOutOfRange``) or the policy raised or refused
+   (``PolicyError`` / ``FallbackInvalid``); a bundle that failed to load is reported as
    ``BundleLoadFailed`` on every decision;
 5. **act** only in ``act`` mode and while leader (as read when the iteration starts; the
    Lease's ``lease_duration_s - renew_deadline_s`` margin covers one iteration's writes):
@@ -41,6 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from rlscale.agents import reasons
 from rlscale.agents.policy import Decision, PolicyInput
 from rlscale.agents.shield import ShieldResult
 from rlscale.controller.actuator import (
@@ -56,11 +57,10 @@ from rlscale.controller.policies import PolicySetup
 from rlscale.controller.sources import CollectedMetrics, MetricSource
 from rlscale.metrics.observation import ObservationBuilder, PoolInfo, interval_stats
 from rlscale.metrics.snapshot import ClusterSnapshot
+from rlscale.weights import traffic_shares
 
 log = logging.getLogger("rlscale.controller")
 
-_SHIELD_FALLBACKS = {"FallbackNaN": "ObservationNaN", "FallbackOutOfRange":
-                     "ObservationOutOfRange", "FallbackInvalid": "PolicyInvalid"}
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ class ControlLoop:
         except Exception as err:  # a source should not raise; if it does, nothing is known
             log.exception("metric source failed")
             collected = CollectedMetrics(now_s, {}, (), None, None, (Problem(
-                "SourceFailed", "missing", f"{type(err).__name__}: {err}"),))
+                reasons.SOURCE_FAILED, "missing", f"{type(err).__name__}: {err}"),))
         problems = list(collected.problems)
         current = {n: collected.pools[n].desired for n in names if n in collected.pools}
         unread = [n for n in names if n not in collected.pools]
@@ -210,12 +210,12 @@ class ControlLoop:
             why = (str(stale[0]) if stale else
                    f"newest usable metrics are {staleness:.0f} s old (more than "
                    f"{self.config.staleness_s:g} s)")
-            return keep("StaleMetrics", f"keeping the current state: {why}")
+            return keep(reasons.STALE_METRICS, f"keeping the current state: {why}")
         if unread or missing:
             first = missing[0] if missing else f"no state for pool(s) {unread}"
-            return keep("MissingMetrics", f"keeping the current state: {first}")
+            return keep(reasons.MISSING_METRICS, f"keeping the current state: {first}")
         if self.builder is None or self.setup.shield is None or self.setup.policy is None:
-            return keep("BundleLoadFailed", f"keeping the current state: no policy can "
+            return keep(reasons.BUNDLE_LOAD_FAILED, f"keeping the current state: no policy can "
                         f"decide: {self.setup.load_error}")
 
         observation = self.builder.config
@@ -230,7 +230,7 @@ class ControlLoop:
                                    snapshot, observation)
         except ValueError as err:  # e.g. pods exporting different histogram buckets
             self.history.pop()
-            return keep("BadMetrics", f"keeping the current state: {err}")
+            return keep(reasons.BAD_METRICS, f"keeping the current state: {err}")
         desired = tuple(current[n] for n in names)
         observed = PolicyInput(now_s, vector, stats, snapshot, desired)
         partial = [p for p in problems if p.severity == "partial"]
@@ -238,7 +238,7 @@ class ControlLoop:
             result, fallback_reason, policy_name = self._decide(observed, bool(partial))
         except Exception as err:  # the fallback itself failed: nothing trustworthy decided
             log.exception("the fallback policy failed")
-            return keep("PolicyError", f"keeping the current state: the fallback failed: "
+            return keep(reasons.POLICY_ERROR, f"keeping the current state: the fallback failed: "
                         f"{type(err).__name__}: {err}")
         self.last_success_s = now_s
         decision = result.decision
@@ -267,18 +267,19 @@ class ControlLoop:
             result = _no_scale_down(result, observed,
                                     [p.max_replicas for p in shield.context.observation.pools],
                                     self.config.pool_names)
-            return result, "PartialMetrics", fallback.name
+            return result, reasons.PARTIAL_METRICS, fallback.name
         policy.forget()
         result = shield.decide(policy, observed)
         reason: str | None = None
         if self.setup.load_error is not None:
-            reason = "BundleLoadFailed"
-        elif result.fallback_used or "KeepCurrent" in result.interventions:
-            first = result.interventions[0] if result.interventions else "FallbackInvalid"
-            reason = _SHIELD_FALLBACKS.get(first, first)
+            reason = reasons.BUNDLE_LOAD_FAILED
+        elif result.fallback_used or reasons.KEEP_CURRENT in result.interventions:
+            reason = (result.interventions[0] if result.interventions
+                      else reasons.FALLBACK_INVALID)
             last = policy.last
-            if first == "FallbackInvalid" and last is not None and last.reason == "PolicyError":
-                reason = "PolicyError"
+            if (reason == reasons.FALLBACK_INVALID and last is not None
+                    and last.reason == reasons.POLICY_ERROR):
+                reason = reasons.POLICY_ERROR
         name = fallback.name if result.fallback_used and fallback is not None else policy.name
         return result, reason, name
 
@@ -365,9 +366,9 @@ class ControlLoop:
         if record.fallback_reason is not None:
             m.fallbacks.labels(reason=record.fallback_reason).inc()
         for rule in record.interventions:
-            m.interventions.labels(rule=rule.split(":", 1)[0]).inc()
+            m.interventions.labels(rule=reasons.base_reason(rule)).inc()
         for pool, replicas in record.replicas.items():
-            own = [r.split(":", 1)[0] for r in record.interventions
+            own = [reasons.base_reason(r) for r in record.interventions
                    if r.endswith(f":{pool}")]
             m.decisions.labels(pool=pool, reason=own[0] if own else record.reason).inc()
             m.desired_replicas.labels(pool=pool).set(replicas)
@@ -392,10 +393,8 @@ class _Write:
 
 def _shares(weights: Mapping[str, float]) -> dict[str, float]:
     """Weights as shares summing to 1 (all zero: equal shares)."""
-    total = sum(weights.values())
-    if total <= 0:
-        return {k: 1.0 / len(weights) for k in weights} if weights else {}
-    return {k: v / total for k, v in weights.items()}
+    return dict(zip(weights, traffic_shares(list(weights.values()), if_none="equal"),
+                    strict=True))
 
 
 def _free_gpus(collected: CollectedMetrics, infos: Sequence[PoolInfo]) -> dict[str, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlscale.sim.config import ConfigError, Section
+from rlscale.configschema import ConfigError, Section
 from rlscale.sim.scenario import Scenario
 
 

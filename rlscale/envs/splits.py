@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlscale.sim.config import ConfigError, Section
+from rlscale.configschema import ConfigError, Section
 from rlscale.sim.scenario import Scenario
 
 TRAIN_SEED_BASE = 10_000

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from rlscale.configschema import ConfigError
 from rlscale.envs.config import env_config
 from rlscale.envs.splits import scenario_splits
 from rlscale.evaluate.plots import plot_all
@@ -22,7 +23,6 @@ from rlscale.evaluate.policies import DEFAULT_POLICIES, parse_policies
 from rlscale.evaluate.report import aggregate, markdown_table, write_results
 from rlscale.evaluate.runner import run_tasks, tasks_for
 from rlscale.evaluate.tune import load_tuned, save_tuned, tune, tuning_config
-from rlscale.sim.config import ConfigError
 from rlscale.sim.scenario import DEFAULT_SCENARIO, load_scenario
 from rlscale.sim.workload import TraceFormatError, WorkloadConfigError
 

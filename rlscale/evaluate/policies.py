@@ -5,9 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlscale.agents.oracle import OraclePolicy
+from rlscale.agents.baselines import BASELINES, make_baseline
+from rlscale.agents.bundle import BundleError
+from rlscale.agents.numpy_policy import BundlePolicy
 from rlscale.agents.policy import Policy, PolicyContext
-from rlscale.sim.config import ConfigError
+from rlscale.agents.shield import Shield, ShieldedPolicy
+from rlscale.configschema import ConfigError
+from rlscale.evaluate.oracle import OraclePolicy
 
 DEFAULT_POLICIES = ("static", "hpa", "kpa", "keda", "planner", "oracle")
 
@@ -67,7 +71,6 @@ def build_policy(spec: PolicySpec, context: PolicyContext) -> Policy:
             return OraclePolicy(context, **spec.knobs)
         except TypeError as err:
             raise ConfigError(f"oracle: {err}") from None
-    from rlscale.agents.baselines import make_baseline
 
     try:
         return make_baseline(spec.name, context, **spec.knobs)
@@ -76,9 +79,6 @@ def build_policy(spec: PolicySpec, context: PolicyContext) -> Policy:
 
 
 def _bundle_policy(spec: PolicySpec, context: PolicyContext) -> Policy:
-    from rlscale.agents.bundle import BundleError
-    from rlscale.agents.numpy_policy import BundlePolicy
-    from rlscale.agents.shield import Shield, ShieldedPolicy
 
     unknown = sorted(set(spec.knobs) - {"bundle", "fallback"})
     pools = [p.name for p in context.observation.pools]
@@ -118,7 +118,6 @@ def tunable(spec: PolicySpec) -> tuple[str, tuple[float, ...]] | None:
     """The policy's main knob and its candidate values, if it has one."""
     if spec.name == "oracle":
         return OraclePolicy.TUNABLE, OraclePolicy.TUNE_GRID
-    from rlscale.agents.baselines import BASELINES
 
     factory = BASELINES.get(spec.name)
     knob = getattr(factory, "TUNABLE", None)

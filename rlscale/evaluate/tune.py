@@ -13,12 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from rlscale.configschema import ConfigError, Section
 from rlscale.envs.config import env_config
 from rlscale.envs.splits import scenario_splits
 from rlscale.evaluate.policies import PolicySpec, tunable
 from rlscale.evaluate.report import aggregate
 from rlscale.evaluate.runner import run_tasks, tasks_for
-from rlscale.sim.config import ConfigError, Section
 from rlscale.sim.scenario import Scenario
 
 

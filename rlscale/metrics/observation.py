@@ -78,6 +78,7 @@ import numpy.typing as npt
 
 from rlscale.metrics.snapshot import ClusterSnapshot, PodSample
 from rlscale.metrics.vllm import ITL_BUCKETS_S, TTFT_BUCKETS_S
+from rlscale.weights import traffic_shares
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -386,9 +387,7 @@ def _interval(prev: _Arrays | None, cur: _Arrays, config: ObservationConfig,
 
 
 def _routing_share(cur: _Arrays) -> FloatArray:
-    weight = np.where(cur.ready > 0, cur.weight, 0.0)
-    total = weight.sum()
-    return weight / total if total > 0 else np.zeros_like(weight)
+    return np.asarray(traffic_shares(cur.weight.tolist(), (cur.ready > 0).tolist()))
 
 
 def interval_stats(prev: ClusterSnapshot | None, cur: ClusterSnapshot,

@@ -14,6 +14,7 @@ from bisect import bisect_right
 import numpy as np
 
 from rlscale.sim.pod import Pod
+from rlscale.weights import traffic_shares
 
 _UNIFORM_BLOCK = 4096
 
@@ -54,12 +55,7 @@ class Router:
 
     def effective_weights(self) -> list[float]:
         """The share of new traffic each pool receives now (sums to 1, or all 0)."""
-        self._refresh()
-        shares = [0.0] * len(self.weights)
-        total = self._cumulative[-1] if self._cumulative else 0.0
-        for pool in self._eligible:
-            shares[pool] = self.weights[pool] / total
-        return shares
+        return traffic_shares(self.weights, [bool(pods) for pods in self.ready])
 
     def _refresh(self) -> None:
         if not self._dirty:

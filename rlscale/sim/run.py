@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from rlscale.configschema import ConfigError
 from rlscale.sim.cluster import Cluster
-from rlscale.sim.config import ConfigError
 from rlscale.sim.scenario import Scenario
 from rlscale.sim.stats import summarize_requests
 from rlscale.sim.workload import Workload

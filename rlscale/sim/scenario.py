@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from rlscale.sim.config import ConfigError, Section
+from rlscale.configschema import ConfigError, Section
 from rlscale.sim.profile import ColdStart, ProfileError, load_profile
 from rlscale.sim.spec import SLO, ClusterSpec, PoolSpec
 from rlscale.sim.workload import Workload, workload_from_config

@@ -21,8 +21,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from rlscale.configschema import ConfigError
 from rlscale.metrics.exposition import Spelling
-from rlscale.sim.config import ConfigError
 from rlscale.sim.scenario import DEFAULT_SCENARIO, load_scenario
 from rlscale.sim.workload import TraceFormatError, WorkloadConfigError
 

@@ -12,7 +12,7 @@ is multiplied by N. Latencies (TTFT, inter-token) come from the pods' histograms
 seconds and compare to the SLO unchanged. Gauges (running, waiting, KV-cache usage) need no
 change. A policy bundle brings its own observation config (capacities, windows), so at speed
 N it sees N-fold rates; unless N is small, its observations leave the training range and the
-shield's fallback decides (``ObservationOutOfRange``). Leader election runs on wall time.
+shield's fallback decides (``FallbackOutOfRange``). Leader election runs on wall time.
 """
 
 from __future__ import annotations

@@ -39,11 +39,11 @@ from rlscale.twin.objects import (
     deployment_object,
     deployment_status,
     http_route_object,
-    integer_weights,
     namespace_object,
     node_object,
     pod_object,
     route_pool_weights,
+    route_weights,
     service_object,
 )
 from rlscale.twin.pod_metrics import IpPool
@@ -122,7 +122,7 @@ class Mirror:
             await self._write_deployment(pool.name)
         weights = {p.name: w for p, w in zip(cluster.pools, cluster.router.weights, strict=True)}
         await kube.put_object(HTTPROUTES, ns, self.route, http_route_object(
-            self.route, ns, integer_weights(weights), self.port))
+            self.route, ns, route_weights(weights), self.port))
         now_s, wall_s = cluster.now_s, self.clock()
         for index, name in enumerate(self.pools):
             self.history.replicas[name] = [(now_s, wall_s, cluster.desired[index])]

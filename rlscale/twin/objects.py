@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rlscale.weights import integer_weights
+
 GPU_LABEL = "nvidia.com/gpu.product"
 """The node label naming the GPU model (NVIDIA GPU feature discovery)."""
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -161,16 +163,9 @@ def route_pool_weights(route: Mapping[str, Any], pools: list[str]) -> dict[str, 
     return None
 
 
-def integer_weights(weights: Mapping[str, float], total: int = 1000) -> dict[str, int]:
-    """Non-negative weights as integers summing to ``total`` (largest remainder)."""
-    whole = sum(weights.values())
-    if whole <= 0:
-        return dict.fromkeys(weights, 0)
-    exact = {k: v / whole * total for k, v in weights.items()}
-    out = {k: int(v) for k, v in exact.items()}
-    for key in sorted(exact, key=lambda k: out[k] - exact[k])[:total - sum(out.values())]:
-        out[key] += 1
-    return out
+def route_weights(weights: Mapping[str, float], total: int = 1000) -> dict[str, int]:
+    """Pool weights as the HTTPRoute's integer weights summing to ``total``."""
+    return dict(zip(weights, integer_weights(list(weights.values()), total), strict=True))
 
 
 def pod_object(view: PodView, namespace: str, *, model: str, port: int) -> dict[str, Any]:

@@ -9,9 +9,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rlscale.agents.bundle import ActionSpec, export_sb3
-from rlscale.agents.train_config import TrainConfig
 from rlscale.envs.cluster_env import LLMClusterEnv
 from rlscale.sim.scenario import Scenario
+from rlscale.training.config import TrainConfig
 
 
 def export_run_bundle(model: Any, vec_normalize: Any, path: Path, config: TrainConfig,

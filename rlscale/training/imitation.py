@@ -32,7 +32,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rlscale.agents.policy import Decision, Policy
-from rlscale.agents.train_config import ImitationConfig
+from rlscale.evaluate.policies import build_policy, parse_policies
+from rlscale.evaluate.runner import ProgressBar
+from rlscale.training.config import ImitationConfig
 
 
 def expert_action(decision: Decision, desired: Sequence[int], mask: NDArray[np.bool_],
@@ -218,8 +220,6 @@ def imitate(model: Any, vec_env: Any, config: ImitationConfig, *, gamma: float,
         gamma: the discount of the critic's returns (PPO's).
         replica_step / weight_levels: the action layout of the environments.
     """
-    from rlscale.evaluate.policies import build_policy, parse_policies
-    from rlscale.evaluate.runner import ProgressBar
 
     spec = parse_policies(config.expert)[0]
     experts = [build_policy(spec, context) for context in vec_env.env_method("policy_context")]

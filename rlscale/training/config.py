@@ -15,7 +15,9 @@ from typing import Any
 
 import yaml
 
-from rlscale.sim.config import ConfigError, Section
+from rlscale.agents.baselines import knobs_of
+from rlscale.configschema import ConfigError, Section
+from rlscale.evaluate.policies import parse_policies
 
 ACTIVATIONS = ("tanh", "relu")
 
@@ -256,8 +258,6 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
 
 def _check_expert(text: str) -> None:
     """The expert must be one heuristic baseline with knobs it has (not a bundle or oracle)."""
-    from rlscale.agents.baselines import knobs_of
-    from rlscale.evaluate.policies import parse_policies
 
     try:
         specs = parse_policies(text)

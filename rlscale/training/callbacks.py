@@ -13,9 +13,15 @@ import numpy as np
 from numpy.typing import NDArray
 from stable_baselines3.common.callbacks import BaseCallback
 
-from rlscale.agents.train_config import TrainConfig
+from rlscale.envs.config import env_config
+from rlscale.envs.splits import scenario_splits
 from rlscale.evaluate.policies import PolicySpec
+from rlscale.evaluate.report import aggregate
+from rlscale.evaluate.runner import run_tasks, tasks_for
+from rlscale.evaluate.tune import tuning_config
 from rlscale.sim.scenario import Scenario
+from rlscale.training.config import TrainConfig
+from rlscale.training.export import export_run_bundle
 
 
 class DomainMetricsCallback(BaseCallback):
@@ -120,7 +126,6 @@ class ValidationCallback(BaseCallback):
         self.best_bundle: Path | None = None
         self.history: list[dict[str, Any]] = []
         self.baseline_rows: list[dict[str, Any]] | None = None
-        from rlscale.evaluate.tune import tuning_config
 
         self.slo_target = tuning_config(scenario).slo_target
         history = self.out / "history.json"
@@ -153,11 +158,6 @@ class ValidationCallback(BaseCallback):
 
     def validate(self) -> dict[str, Any]:
         """Run the current policy and the baselines on the validation windows now."""
-        from rlscale.agents.export import export_run_bundle
-        from rlscale.envs.config import env_config
-        from rlscale.envs.splits import scenario_splits
-        from rlscale.evaluate.report import aggregate
-        from rlscale.evaluate.runner import run_tasks, tasks_for
 
         steps = self.num_timesteps
         bundle = export_run_bundle(self.model, self.training_env, self.out / f"step-{steps}",

@@ -10,10 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from rlscale.agents.train_config import TrainConfig
-from rlscale.agents.training_callbacks import ValidationCallback
+from rlscale.envs.config import env_config
+from rlscale.envs.splits import scenario_splits
+from rlscale.evaluate.plots import plot_all
 from rlscale.evaluate.policies import PolicySpec
+from rlscale.evaluate.report import aggregate, markdown_table, write_results
+from rlscale.evaluate.runner import run_tasks, tasks_for
+from rlscale.evaluate.tune import tuning_config
 from rlscale.sim.scenario import Scenario
+from rlscale.training.callbacks import ValidationCallback
+from rlscale.training.config import TrainConfig
 
 
 def final_evaluation(config: TrainConfig, scenario: Scenario, out: Path, bundle: Path,
@@ -21,12 +27,6 @@ def final_evaluation(config: TrainConfig, scenario: Scenario, out: Path, bundle:
                      progress: bool = True) -> dict[str, Any]:
     """Run the trained policy and the tuned baselines on the held-out windows; print and save
     the table (``evaluation/``) and the ratios the issue asks for."""
-    from rlscale.envs.config import env_config
-    from rlscale.envs.splits import scenario_splits
-    from rlscale.evaluate.plots import plot_all
-    from rlscale.evaluate.report import aggregate, markdown_table, write_results
-    from rlscale.evaluate.runner import run_tasks, tasks_for
-    from rlscale.evaluate.tune import tuning_config
 
     wanted = [t for t in tuned if t.name in config.eval.final_policies]
     specs = [PolicySpec("ppo", {"bundle": str(bundle)}), *wanted]

@@ -19,16 +19,22 @@ from typing import Any
 import gymnasium as gym
 import yaml
 
-from rlscale.agents.train_config import TrainConfig
-from rlscale.agents.training_callbacks import (
+from rlscale.agents.bundle import attach_evaluation
+from rlscale.envs.cluster_env import LLMClusterEnv
+from rlscale.envs.config import env_config
+from rlscale.evaluate.policies import PolicySpec
+from rlscale.evaluate.tune import load_tuned, save_tuned, tune
+from rlscale.sim.scenario import load_scenario
+from rlscale.training.callbacks import (
     DomainMetricsCallback,
     ObservationRangeCallback,
     ValidationCallback,
 )
-from rlscale.envs.cluster_env import LLMClusterEnv
-from rlscale.evaluate.policies import PolicySpec
-from rlscale.evaluate.tune import save_tuned, tune
-from rlscale.sim.scenario import load_scenario
+from rlscale.training.config import TrainConfig
+from rlscale.training.export import export_run_bundle
+from rlscale.training.imitation import imitate
+from rlscale.training.report import final_evaluation as judge
+from rlscale.training.report import plot_learning_curve
 
 CHECKPOINT_PREFIX = "rl_model"
 
@@ -98,7 +104,6 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     baseline_names = sorted({*config.eval.baselines, *config.eval.final_policies})
     if validate or final_evaluation:
         if tuned_path.exists():
-            from rlscale.evaluate.tune import load_tuned
 
             tuned = load_tuned(tuned_path, [PolicySpec(n) for n in baseline_names])
         else:
@@ -139,8 +144,6 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     # 3. A warm start: behaviour cloning and DAgger from the expert heuristic (fresh runs).
     imitated = found is None and config.imitation.steps > 0
     if imitated:
-        from rlscale.agents.imitation import imitate
-        from rlscale.envs.config import env_config
 
         control = env_config(scenario).control
         imitate(model, vec_env, config.imitation, gamma=config.ppo.gamma,
@@ -176,7 +179,6 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     vec_env.save(str(out / "final_vecnormalize.pkl"))
 
     # 5. Export the final policy; keep the best validated one as the run's bundle.
-    from rlscale.agents.export import export_run_bundle
 
     final_bundle = export_run_bundle(model, vec_env, out / "final_bundle", config, scenario,
                                      ranges.range(), evaluation={})
@@ -189,14 +191,11 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     # 6. Judge it on the held-out windows with the tuned baselines.
     result: dict[str, Any] = {"bundle": str(bundle), "steps": int(model.num_timesteps)}
     if final_evaluation:
-        from rlscale.agents.bundle import attach_evaluation
-        from rlscale.agents.training_report import final_evaluation as judge
 
         judged = judge(config, scenario, out, bundle, tuned, workers=workers, progress=progress)
         attach_evaluation(bundle, {key: judged[key] for key in ("split", "seeds", "ratios",
                                                                 "aggregated")})
         result.update(evaluation=judged["evaluation"], ratios=judged["ratios"])
-    from rlscale.agents.training_report import plot_learning_curve
 
     result["learning_curve"] = str(plot_learning_curve(out, validation))
     return result
