@@ -198,7 +198,7 @@ def test_the_observation_is_the_builders_and_rates_come_from_counter_deltas() ->
     for t in (30.0, 60.0, 90.0):
         loop.run_once(t)
     builder = ObservationBuilder(config.observation_config())
-    assert np.array_equal(policy.seen[-1].vector, builder.observe(loop.history))
+    assert np.array_equal(policy.seen[-1].vector, builder.observe(loop.lookback.history))
     a = policy.seen[-1].pools[0]
     assert a.arrival_rps == pytest.approx(2 * 20 / 30)  # two pods, 20 more successes each
     assert a.ready_replicas == 2
@@ -318,7 +318,7 @@ def test_a_pod_read_again_after_a_failed_scrape_does_not_look_like_a_burst() -> 
     assert first.reason == "PartialMetrics"
     assert second.reason == "PartialMetrics"
     assert "BackfilledPods" in second.problems[0]
-    assert [p.pod for p in loop.history[0].pods] == ["a-0", "b-0", "a-1"]
+    assert [p.pod for p in loop.lookback.history[0].pods] == ["a-0", "b-0", "a-1"]
     third = loop.run_once(90.0)
     assert third.reason == "Scripted"
     arrival = policy.seen[-1].pools[0].arrival_rps

@@ -44,6 +44,7 @@ from typing import Any
 from rlscale.agents import reasons
 from rlscale.agents.policy import Decision, PolicyInput
 from rlscale.agents.shield import ShieldResult
+from rlscale.agents.window import ObservationWindow
 from rlscale.controller.actuator import (
     ActuationError,
     Actuator,
@@ -55,8 +56,7 @@ from rlscale.controller.config import ControllerConfig
 from rlscale.controller.observability import ControllerMetrics, EventRecorder
 from rlscale.controller.policies import PolicySetup
 from rlscale.controller.sources import CollectedMetrics, MetricSource
-from rlscale.metrics.observation import ObservationBuilder, PoolInfo, interval_stats
-from rlscale.metrics.snapshot import ClusterSnapshot
+from rlscale.metrics.observation import ObservationBuilder, PoolInfo
 from rlscale.weights import traffic_shares
 
 log = logging.getLogger("rlscale.controller")
@@ -139,7 +139,9 @@ class ControlLoop:
         self.clock = clock
         self.builder = (ObservationBuilder(setup.observation) if setup.observation is not None
                         else None)
-        self.history: list[ClusterSnapshot] = []
+        self.lookback = (ObservationWindow(self.builder, config.interval_s)
+                         if self.builder is not None else None)
+        """The snapshots the observation looks back on (the environment keeps the same)."""
         self.last_good_s: float | None = None
         """When the newest usable metrics were taken (Unix seconds)."""
         self.last_success_s: float | None = None
@@ -214,25 +216,21 @@ class ControlLoop:
         if unread or missing:
             first = missing[0] if missing else f"no state for pool(s) {unread}"
             return keep(reasons.MISSING_METRICS, f"keeping the current state: {first}")
-        if self.builder is None or self.setup.shield is None or self.setup.policy is None:
+        lookback = self.lookback
+        if lookback is None or self.setup.shield is None or self.setup.policy is None:
             return keep(reasons.BUNDLE_LOAD_FAILED, f"keeping the current state: no policy can "
                         f"decide: {self.setup.load_error}")
 
-        observation = self.builder.config
-        snapshot, backfilled = self._snapshot(collected, observation.pools)
+        backfilled = self._snapshot(collected, lookback)
         if backfilled:
             problems.append(Problem("BackfilledPods", "partial",
                                     f"pod(s) {backfilled} were read again after a failed "
                                     f"scrape: their growth over the gap is unknown"))
         try:
-            vector = self.builder.observe(self.history)
-            stats = interval_stats(self.history[-2] if len(self.history) > 1 else None,
-                                   snapshot, observation)
+            observed = lookback.policy_input([current[n] for n in names], time_s=now_s)
         except ValueError as err:  # e.g. pods exporting different histogram buckets
-            self.history.pop()
+            lookback.drop_latest()
             return keep(reasons.BAD_METRICS, f"keeping the current state: {err}")
-        desired = tuple(current[n] for n in names)
-        observed = PolicyInput(now_s, vector, stats, snapshot, desired)
         partial = [p for p in problems if p.severity == "partial"]
         try:
             result, fallback_reason, policy_name = self._decide(observed, bool(partial))
@@ -283,31 +281,28 @@ class ControlLoop:
         name = fallback.name if result.fallback_used and fallback is not None else policy.name
         return result, reason, name
 
-    def _snapshot(self, collected: CollectedMetrics, infos: Sequence[PoolInfo]
-                  ) -> tuple[ClusterSnapshot, list[str]]:
-        """Append this collection's snapshot to the history (backfilling re-read pods)."""
+    def _snapshot(self, collected: CollectedMetrics, lookback: ObservationWindow) -> list[str]:
+        """Append this collection's snapshot to the window (backfilling re-read pods); the
+        pods backfilled."""
         sampled = {s.pod for s in collected.samples}
         backfilled: list[str] = []
-        if self.history:
-            prev = self.history[-1]
+        history = lookback.history
+        if history:
+            prev = history[-1]
             known = {p.pod for p in prev.pods}
             again = [s for s in collected.samples if s.pod in self._unsampled
                      and s.pod not in known]
             if again:
-                self.history[-1] = replace(prev, pods=prev.pods + tuple(again))
+                history[-1] = replace(prev, pods=prev.pods + tuple(again))
                 backfilled = sorted(s.pod for s in again)
         # A starting pod (not ready, not terminating) serves no /metrics yet and has had no
         # traffic: read for the first time once ready, it starts from zero like a new pod.
         self._unsampled = {pod.name for state in collected.pools.values()
                            for pod in state.scrape_targets if pod.name not in sampled
                            and (pod.ready or pod.terminating)}
-        snapshot = collected.snapshot(infos, _free_gpus(collected, infos))
-        self.history.append(snapshot)
-        keep_s = self.builder.config.long_window_s + self.config.interval_s if (
-            self.builder is not None) else 0.0
-        while len(self.history) > 2 and self.history[1].time_s <= snapshot.time_s - keep_s:
-            self.history.pop(0)
-        return snapshot, backfilled
+        infos = lookback.builder.config.pools
+        lookback.append(collected.snapshot(infos, _free_gpus(collected, infos)))
+        return backfilled
 
     # ------------------------------------------------------------------ acting
     def _act(self, record: DecisionRecord, collected: CollectedMetrics) -> DecisionRecord:

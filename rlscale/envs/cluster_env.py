@@ -11,21 +11,16 @@ from numpy.typing import NDArray
 
 from rlscale.agents.policy import Decision, PolicyContext, PolicyInput
 from rlscale.agents.shield import Shield
+from rlscale.agents.window import ObservationWindow
 from rlscale.envs.actions import ActionCodec, DecodedAction
 from rlscale.envs.config import EnvConfig, env_config
 from rlscale.envs.faults import schedule_faults
 from rlscale.envs.splits import TRAIN_SEED_BASE, Window, scenario_splits
 from rlscale.envs.step_metrics import ended_since
-from rlscale.metrics.observation import (
-    ObservationBuilder,
-    ObservationConfig,
-    PoolInfo,
-    interval_stats,
-)
-from rlscale.metrics.snapshot import ClusterSnapshot
-from rlscale.sim.capacity import replica_capacity_rps
+from rlscale.metrics.observation import ObservationBuilder
 from rlscale.sim.cluster import Cluster
 from rlscale.sim.export import cluster_snapshot
+from rlscale.sim.pool_info import observation_config
 from rlscale.sim.scenario import Scenario, load_scenario
 from rlscale.sim.workload import Workload, rate_scaled
 from rlscale.sim.workload import window as window_of
@@ -123,20 +118,16 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.codec = ActionCodec(spec, control.replica_step, control.weight_levels)
         self.splits = scenario_splits(self.scenario, self.config.episode.duration_s)
         self.pool_count = len(spec.pools)
-        mean_prompt, mean_output = self._mean_lengths()
-        self.capacity_rps = tuple(
-            replica_capacity_rps(p.profile, mean_prompt, mean_output, self.scenario.slo.itl_s)
-            for p in spec.pools)
-        self.observation_config = ObservationConfig(
-            pools=tuple(PoolInfo(
-                name=p.name, gpu_type=p.gpu_type, gpus_per_replica=p.gpus_per_replica,
-                max_replicas=p.max_replicas, max_num_seqs=p.profile.max_num_seqs,
-                price_per_replica_hour=p.gpu_price * p.gpus_per_replica,
-                capacity_rps=capacity, gpu_inventory=spec.gpu_inventory[p.gpu_type])
-                for p, capacity in zip(spec.pools, self.capacity_rps, strict=True)),
-            slo_ttft_s=self.scenario.slo.ttft_s, slo_itl_s=self.scenario.slo.itl_s,
-            long_window_s=control.history_s, day_length_s=control.day_length_s)
+        sample = self.fixed_workload
+        if sample is None:  # the capacities are figured for a fixed-seed sample
+            sample = self.scenario.build_workload(np.random.default_rng(0))
+        self.observation_config = observation_config(
+            self.scenario, sample, long_window_s=control.history_s,
+            day_length_s=control.day_length_s)
+        self.capacity_rps = tuple(p.capacity_rps for p in self.observation_config.pools)
         self.builder = ObservationBuilder(self.observation_config)
+        self.lookback = ObservationWindow(self.builder, control.interval_s)
+        """The snapshots the observation looks back on (the controller keeps the same)."""
         self.shield = Shield(self.policy_context())
         """Every action and decision passes the shield's rules before it reaches the cluster."""
         self.observation_names = self.builder.names
@@ -147,7 +138,6 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.step_cost_max = sum(p.gpu_price * p.gpus_per_replica * p.max_replicas
                                  for p in spec.pools) * control.interval_s / 3600.0
         self.cluster: Cluster | None = None
-        self.history: list[ClusterSnapshot] = []
         self.offset_s = 0.0
         self.episode_load_scale = 1.0
         self._trace: Workload | None = None
@@ -179,7 +169,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.cluster = Cluster(self.scenario.cluster, workload, cluster_rng,
                                step_by_step=self.step_by_step)
         schedule_faults(self.cluster, self.config.faults, horizon_s, rng)
-        self.history = []
+        self.lookback.clear()
         self._log_start = 0
         self._cost_before = self._gpu_hours_before = 0.0
         self._record_snapshot()
@@ -191,7 +181,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self._scored_gpu_hours_start = self._gpu_hours_before
         self._scored_kv_start = self._cluster().kv_integrals()
         self.episode_replica_changes = 0
-        return self.builder.observe(self.history), self._info(None, {}, {})
+        return self.lookback.observe(), self._info(None, {}, {})
 
     def step(self, action: NDArray[np.int64]) -> tuple[
             NDArray[np.float32], float, bool, bool, dict[str, Any]]:
@@ -225,12 +215,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     def policy_input(self, observation: NDArray[np.float32] | None = None) -> PolicyInput:
         """The :class:`~rlscale.agents.policy.PolicyInput` for the current state."""
-        cluster = self._cluster()
-        vector = observation if observation is not None else self.builder.observe(self.history)
-        prev = self.history[-2] if len(self.history) > 1 else None
-        pools = interval_stats(prev, self.history[-1], self.observation_config)
-        return PolicyInput(self.history[-1].time_s, vector, pools, self.history[-1],
-                           tuple(cluster.desired))
+        return self.lookback.policy_input(self._cluster().desired, vector=observation)
 
     def _run_step(self, wanted: DecodedAction, desired: list[int]) -> tuple[
             NDArray[np.float32], float, bool, bool, dict[str, Any]]:
@@ -258,7 +243,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         metrics.update(cost_usd=step_cost, gpu_hours=step_gpu_hours, replica_changes=changes)
         self.episode_replica_changes += changes
         self._mark_step_start()
-        observation = self.builder.observe(self.history)
+        observation = self.lookback.observe()
         info = self._info(decoded, metrics, terms)
         info["shield"] = list(shielded.interventions)
         return observation, reward, False, False, info
@@ -317,15 +302,6 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         if self.cluster is None:
             raise RuntimeError("call reset() before step() or action_masks()")
         return self.cluster
-
-    def _mean_lengths(self) -> tuple[float, float]:
-        """Mean prompt and output tokens of the scenario's workload (a fixed-seed sample)."""
-        sample = self.fixed_workload
-        if sample is None:
-            sample = self.scenario.build_workload(np.random.default_rng(0))
-        if len(sample) == 0:
-            return 1000.0, 200.0
-        return float(sample.prompt_tokens.mean()), float(sample.output_tokens.mean())
 
     def _episode_workload(self, horizon_s: float, rng: np.random.Generator) -> Workload:
         """This episode's requests on a clock starting at 0; sets :attr:`offset_s`.
@@ -388,10 +364,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             snapshot = dataclasses.replace(
                 snapshot, pods=snapshot.pods[:lost] + snapshot.pods[lost + 1:])
             cluster.fault_log.append((cluster.now_s, "metric_dropout"))
-        self.history.append(snapshot)
-        keep_s = self.config.control.history_s + self.config.control.interval_s
-        while len(self.history) > 2 and self.history[1].time_s <= snapshot.time_s - keep_s:
-            self.history.pop(0)
+        self.lookback.append(snapshot)
 
     def _mark_step_start(self) -> None:
         cluster = self._cluster()

@@ -32,11 +32,10 @@ import aiohttp.web
 import numpy as np
 
 from rlscale.metrics.exposition import Spelling
-from rlscale.sim.capacity import replica_capacity_rps
 from rlscale.sim.cluster import Cluster
 from rlscale.sim.export import cluster_snapshot
+from rlscale.sim.pool_info import pool_infos
 from rlscale.sim.scenario import DEFAULT_SCENARIO, Scenario
-from rlscale.sim.workload import Workload
 from rlscale.twin.files import (
     controller_config,
     render_controller_config,
@@ -103,13 +102,6 @@ class TwinOptions:
                 raise TwinError(f"--{name.replace('_', '-')} must be in 0-65535")
 
 
-def mean_lengths(workload: Workload) -> tuple[float, float]:
-    """Mean prompt and output tokens of a workload (1000 / 200 when it is empty)."""
-    if len(workload) == 0:
-        return 1000.0, 200.0
-    return float(workload.prompt_tokens.mean()), float(workload.output_tokens.mean())
-
-
 class Twin:
     """A simulated cluster served as a Kubernetes API and vLLM pods (module docstring).
 
@@ -133,10 +125,8 @@ class Twin:
             configured if isinstance(configured, (int, float)) else
             max(self.workload.duration_s, 1.0)))
         self.cluster = Cluster(scenario.cluster, self.workload, rng)
-        prompt, output = mean_lengths(self.workload)
-        self.capacity_rps = {p.name: replica_capacity_rps(p.profile, prompt, output,
-                                                          scenario.slo.itl_s)
-                             for p in scenario.cluster.pools}
+        self.capacity_rps = {p.name: p.capacity_rps
+                             for p in pool_infos(scenario, self.workload)}
         self.model_names = {p.name: p.profile.model for p in scenario.cluster.pools}
         self.kube = Kube()
         self.metrics_port = options.metrics_port or free_port()
