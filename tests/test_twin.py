@@ -4,6 +4,7 @@ pods' /metrics and the command line (fast; the end-to-end runs are in test_e2e_t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import socket
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 kmock = pytest.importorskip("kmock")
@@ -23,6 +25,7 @@ from kubernetes import client  # noqa: E402
 from rlscale.controller.config import parse_config  # noqa: E402
 from rlscale.metrics.exposition import parse_pod_metrics  # noqa: E402
 from rlscale.sim.pod import PodPhase  # noqa: E402
+from rlscale.sim.pool_info import pool_infos  # noqa: E402
 from rlscale.sim.scenario import load_scenario  # noqa: E402
 from rlscale.twin.files import controller_config, file_sd, kubeconfig  # noqa: E402
 from rlscale.twin.kubeapi import DEPLOYMENTS, HTTPROUTES, PODS, Kube, merge_patch  # noqa: E402
@@ -386,10 +389,11 @@ async def test_a_busy_port_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_the_generated_controller_config_is_valid_and_scaled() -> None:
     scenario = load_scenario(STEP)
+    capacity = {"llama3-8b-h100": 12.0, "llama3-8b-a100": 5.0, "llama3-8b-l4": 0.75}
+    infos = [dataclasses.replace(p, capacity_rps=capacity[p.name])
+             for p in pool_infos(scenario, scenario.build_workload(np.random.default_rng(0)))]
     data = controller_config(scenario, speed=60, namespace="llm", route="vllm",
-                             metrics_port=9000, capacity_rps={"llama3-8b-h100": 12.0,
-                                                              "llama3-8b-a100": 5.0,
-                                                              "llama3-8b-l4": 0.75})
+                             metrics_port=9000, pools=infos)
     config = parse_config(data)
     assert config.interval_s == 0.5
     assert config.metrics.port == 9000

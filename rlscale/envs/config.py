@@ -10,29 +10,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlscale.configschema import ConfigError, Section
+from rlscale.sim.control import ControlConfig, read_control
 from rlscale.sim.scenario import Scenario
 
-
-@dataclass(frozen=True)
-class ControlConfig:
-    """How the agent acts.
-
-    Attributes:
-        interval_s: simulated seconds between two decisions (HPA syncs every 15 s; 30 s default).
-        replica_step: the largest replica change per pool per decision (actions -k..+k).
-        weight_levels: routing-weight levels per pool (0..L-1; 0 sends the pool no traffic).
-        warmup_steps: intervals run with the initial replicas before the first observation.
-        day_length_s: period of the time-of-day features (86,400 s; the built-in scenarios
-            compress a day into their diurnal period).
-        history_s: the observation's long window (seconds of snapshots kept).
-    """
-
-    interval_s: float = 30.0
-    replica_step: int = 2
-    weight_levels: int = 5
-    warmup_steps: int = 1
-    day_length_s: float = 86_400.0
-    history_s: float = 300.0
+__all__ = ["ControlConfig", "EnvConfig", "EpisodeConfig", "FaultConfig", "RewardConfig",
+           "env_config"]
 
 
 @dataclass(frozen=True)
@@ -114,41 +96,38 @@ def env_config(scenario: Scenario, overrides: dict[str, Any] | None = None) -> E
     if unknown:
         raise ConfigError(f"env overrides: unknown section(s) {unknown}; "
                           f"valid: {sorted(merged)}")
-    c = Section(merged["control"], "scenario.control")
-    control = ControlConfig(
-        interval_s=c.number("interval_s", 30.0, min_value=1.0),
-        replica_step=c.integer("replica_step", 2, min_value=1, max_value=16),
-        weight_levels=c.integer("weight_levels", 5, min_value=2, max_value=101),
-        warmup_steps=c.integer("warmup_steps", 1, min_value=0, max_value=100),
-        day_length_s=c.number("day_length_s", 86_400.0, min_value=0, strict_min=True),
-        history_s=c.number("history_s", 300.0, min_value=0, strict_min=True),
-    )
-    c.finish()
+    control = read_control(merged["control"])
     r = Section(merged["reward"], "scenario.reward")
-    reward = RewardConfig(slo=r.number("slo", 1.0, min_value=0), cost=r.number(
-        "cost", 0.5, min_value=0), churn=r.number("churn", 0.01, min_value=0))
+    rd = RewardConfig()
+    reward = RewardConfig(slo=r.number("slo", rd.slo, min_value=0), cost=r.number(
+        "cost", rd.cost, min_value=0), churn=r.number("churn", rd.churn, min_value=0))
     r.finish()
     e = Section(merged["episode"], "scenario.episode")
-    duration = e.number("duration_s", 1800.0, min_value=control.interval_s)
-    scale = e.raw("load_scale", [0.8, 1.2])
+    ed = EpisodeConfig()
+    duration = e.number("duration_s", ed.duration_s, min_value=control.interval_s)
+    scale = e.raw("load_scale", list(ed.load_scale))
     if (not isinstance(scale, (list, tuple)) or len(scale) != 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale)
             or not 0 < scale[0] <= scale[1]):
         raise ConfigError(f"scenario.episode.load_scale: expected [low, high] with "
                           f"0 < low <= high, got {scale!r}")
     episode = EpisodeConfig(duration, (float(scale[0]), float(scale[1])),
-                            e.boolean("random_offset", True))
+                            e.boolean("random_offset", ed.random_offset))
     e.finish()
     f = Section(merged["faults"], "scenario.faults")
+    fd = FaultConfig()
     faults = FaultConfig(
-        pod_crash_per_hour=f.number("pod_crash_per_hour", 0.0, min_value=0),
-        node_loss_per_hour=f.number("node_loss_per_hour", 0.0, min_value=0),
-        node_gpus=f.integer("node_gpus", 4, min_value=1),
-        node_loss_duration_s=f.number("node_loss_duration_s", 600.0, min_value=0,
-                                      strict_min=True),
-        slow_cold_start_prob=f.number("slow_cold_start_prob", 0.0, min_value=0, max_value=1),
-        slow_cold_start_factor=f.number("slow_cold_start_factor", 3.0, min_value=1),
-        metric_dropout_prob=f.number("metric_dropout_prob", 0.0, min_value=0, max_value=1),
+        pod_crash_per_hour=f.number("pod_crash_per_hour", fd.pod_crash_per_hour, min_value=0),
+        node_loss_per_hour=f.number("node_loss_per_hour", fd.node_loss_per_hour, min_value=0),
+        node_gpus=f.integer("node_gpus", fd.node_gpus, min_value=1),
+        node_loss_duration_s=f.number("node_loss_duration_s", fd.node_loss_duration_s,
+                                      min_value=0, strict_min=True),
+        slow_cold_start_prob=f.number("slow_cold_start_prob", fd.slow_cold_start_prob,
+                                      min_value=0, max_value=1),
+        slow_cold_start_factor=f.number("slow_cold_start_factor", fd.slow_cold_start_factor,
+                                        min_value=1),
+        metric_dropout_prob=f.number("metric_dropout_prob", fd.metric_dropout_prob,
+                                     min_value=0, max_value=1),
     )
     f.finish()
     return EnvConfig(control, reward, episode, faults)

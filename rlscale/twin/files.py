@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from rlscale.metrics.observation import PoolInfo
+from rlscale.sim.control import control_config
 from rlscale.sim.scenario import Scenario
 from rlscale.twin.objects import GPU_LABEL, GPU_RESOURCE
 
@@ -65,34 +67,34 @@ def _r(value: float) -> float:
 
 
 def controller_config(scenario: Scenario, *, speed: float, namespace: str, route: str,
-                      metrics_port: int, capacity_rps: Mapping[str, float],
+                      metrics_port: int, pools: Sequence[PoolInfo],
                       http_port: int = 8080) -> dict[str, Any]:
     """A controller config for the twin of ``scenario`` at ``speed`` (see the module
     docstring): the planner heuristic, pods scraped on ``metrics_port``, the HTTPRoute, leader
-    election in ``namespace``; ``capacity_rps`` per pool in simulated requests/s."""
-    control = scenario.sections.get("control") or {}
-    interval_s = float(control.get("interval_s", 30.0)) / speed
+    election in ``namespace``; ``pools`` as the observation knows them
+    (:func:`rlscale.sim.pool_info.pool_infos`, capacities in simulated requests/s)."""
+    control = control_config(scenario)
+    interval_s = control.interval_s / speed
     lease_s = max(3.0, 15.0 / speed)
     knobs = {k: _r(v / speed) for k, v in PLANNER_DURATIONS_S.items()}
     cluster = scenario.cluster
-    pools = [{
-        "name": p.name, "namespace": namespace, "deployment": p.name,
-        "min_replicas": p.min_replicas, "max_replicas": p.max_replicas,
-        "gpu_type": p.gpu_type, "gpus_per_replica": p.gpus_per_replica,
-        "max_num_seqs": p.profile.max_num_seqs,
-        "price_per_replica_hour": _r(p.gpu_price * p.gpus_per_replica),
-        "capacity_rps": _r(capacity_rps[p.name] * speed),
-        "gpu_inventory": cluster.gpu_inventory[p.gpu_type],
-    } for p in cluster.pools]
+    pool_entries = [{
+        "name": info.name, "namespace": namespace, "deployment": info.name,
+        "min_replicas": p.min_replicas, "max_replicas": info.max_replicas,
+        "gpu_type": info.gpu_type, "gpus_per_replica": info.gpus_per_replica,
+        "max_num_seqs": info.max_num_seqs,
+        "price_per_replica_hour": _r(info.price_per_replica_hour),
+        "capacity_rps": _r(info.capacity_rps * speed),
+        "gpu_inventory": info.gpu_inventory,
+    } for p, info in zip(cluster.pools, pools, strict=True)]
     return {
         "interval_s": _r(interval_s),
         "staleness_s": _r(max(3.0 * interval_s, 5.0)),
         "mode": "act",
         "slo": {"ttft_s": scenario.slo.ttft_s, "itl_s": scenario.slo.itl_s},
-        "observation": {"long_window_s": _r(float(control.get("history_s", 300.0)) / speed),
-                        "day_length_s": _r(float(control.get("day_length_s", 86400.0))
-                                           / speed)},
-        "pools": pools,
+        "observation": {"long_window_s": _r(control.history_s / speed),
+                        "day_length_s": _r(control.day_length_s / speed)},
+        "pools": pool_entries,
         "httproute": {"namespace": namespace, "name": route,
                       "backends": {p.name: p.name for p in cluster.pools}},
         "policy": {"heuristic": "planner", "knobs": dict(knobs)},

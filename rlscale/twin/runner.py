@@ -125,8 +125,9 @@ class Twin:
             configured if isinstance(configured, (int, float)) else
             max(self.workload.duration_s, 1.0)))
         self.cluster = Cluster(scenario.cluster, self.workload, rng)
-        self.capacity_rps = {p.name: p.capacity_rps
-                             for p in pool_infos(scenario, self.workload)}
+        self.pool_infos = pool_infos(scenario, self.workload)
+        """The pools as the observation knows them (capacities at this workload's lengths)."""
+        self.capacity_rps = {p.name: p.capacity_rps for p in self.pool_infos}
         self.model_names = {p.name: p.profile.model for p in scenario.cluster.pools}
         self.kube = Kube()
         self.metrics_port = options.metrics_port or free_port()
@@ -256,7 +257,7 @@ class Twin:
             config = controller_config(self.scenario, speed=options.speed,
                                        namespace=options.namespace, route=options.route,
                                        metrics_port=self.metrics_port,
-                                       capacity_rps=self.capacity_rps)
+                                       pools=self.pool_infos)
             write_text(options.controller_config_out, render_controller_config(
                 config, scenario=self.scenario.name, speed=options.speed))
 
