@@ -10,7 +10,8 @@ decision instead of guessing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -73,6 +74,19 @@ class PolicyContext:
     def max_replicas(self) -> tuple[int, ...]:
         """Per pool upper limit."""
         return tuple(p.max_replicas for p in self.observation.pools)
+
+
+def with_replica_limits(observation: ObservationConfig,
+                        max_replicas: Sequence[int]) -> ObservationConfig:
+    """``observation`` (e.g. a bundle's, as trained) with the replica limits of where it runs
+    now (the controller's config, the evaluated scenario): every other pool fact, the
+    capacities included, stays the bundle's, so the policy sees what it was trained on."""
+    if len(max_replicas) != len(observation.pools):
+        raise ValueError(f"{len(max_replicas)} replica limits for "
+                         f"{len(observation.pools)} pools")
+    return replace(observation, pools=tuple(
+        replace(info, max_replicas=int(high))
+        for info, high in zip(observation.pools, max_replicas, strict=True)))
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,19 @@ Bad heuristic names or knob values are configuration errors (:class:`ConfigError
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from rlscale.agents.baselines import make_baseline
 from rlscale.agents.bundle import BundleError
 from rlscale.agents.numpy_policy import BundlePolicy
-from rlscale.agents.policy import Decision, Policy, PolicyContext, PolicyInput
+from rlscale.agents.policy import (
+    Decision,
+    Policy,
+    PolicyContext,
+    PolicyInput,
+    with_replica_limits,
+)
 from rlscale.agents.shield import Shield
 from rlscale.controller.config import PROFILE_FIELDS, ControllerConfig
 from rlscale.controller.validation import ConfigError
@@ -96,10 +102,8 @@ def _heuristic(config: ControllerConfig, where: str, name: str, knobs: dict[str,
 
 def _config_context(config: ControllerConfig, observation: ObservationConfig) -> PolicyContext:
     """``observation``'s pool facts with the config's replica limits."""
-    pools = tuple(replace(info, max_replicas=pool.max_replicas)
-                  for info, pool in zip(observation.pools, config.pools, strict=True))
-    return PolicyContext(replace(observation, pools=pools),
-                         tuple(p.min_replicas for p in config.pools), config.interval_s)
+    limited = with_replica_limits(observation, [p.max_replicas for p in config.pools])
+    return PolicyContext(limited, tuple(p.min_replicas for p in config.pools), config.interval_s)
 
 
 def build_policy_setup(config: ControllerConfig) -> PolicySetup:

@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 from numpy.typing import NDArray
 
-from rlscale.agents.policy import Decision, PolicyContext, PolicyInput
+from rlscale.agents.policy import Decision, PolicyContext, PolicyInput, with_replica_limits
 from rlscale.agents.shield import Shield
 from rlscale.agents.window import ObservationWindow
 from rlscale.envs.actions import ActionCodec, DecodedAction
@@ -17,7 +17,7 @@ from rlscale.envs.config import EnvConfig, env_config
 from rlscale.envs.faults import schedule_faults
 from rlscale.envs.splits import TRAIN_SEED_BASE, Window, scenario_splits
 from rlscale.envs.step_metrics import ended_since
-from rlscale.metrics.observation import ObservationBuilder
+from rlscale.metrics.observation import ObservationBuilder, ObservationConfig
 from rlscale.sim.cluster import Cluster
 from rlscale.sim.export import cluster_snapshot
 from rlscale.sim.pool_info import observation_config
@@ -83,7 +83,10 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     (``{"reward": {"cost": 1.0}}``); ``workload``: a fixed workload replacing the scenario's
     (evaluation on held-out traces); ``load_scale`` / ``time_offset_s``: fix what reset would
     sample; ``step_by_step``: engines advance one step per event (the slow reference mode);
-    ``window``: a held-out :class:`~rlscale.envs.splits.Window` to replay (evaluation).
+    ``window``: a held-out :class:`~rlscale.envs.splits.Window` to replay (evaluation);
+    ``observation``: the observation config to build observations with — a policy bundle's
+    own (its capacities and windows, as the controller uses them), with the scenario's
+    replica limits — instead of one figured from this scenario's workload.
 
     ## Info
     ``time_s``, ``requests`` (ended in the step), ``completed``, ``failed``, ``slo_attainment``,
@@ -104,7 +107,8 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     def __init__(self, scenario: str | Scenario = "hetero-3pool",
                  overrides: dict[str, Any] | None = None, *, workload: Workload | None = None,
                  load_scale: float | None = None, time_offset_s: float | None = None,
-                 step_by_step: bool = False, window: Window | None = None) -> None:
+                 step_by_step: bool = False, window: Window | None = None,
+                 observation: ObservationConfig | None = None) -> None:
         super().__init__()
         self.step_by_step = step_by_step
         self.window = window
@@ -118,12 +122,21 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.codec = ActionCodec(spec, control.replica_step, control.weight_levels)
         self.splits = scenario_splits(self.scenario, self.config.episode.duration_s)
         self.pool_count = len(spec.pools)
-        sample = self.fixed_workload
-        if sample is None:  # the capacities are figured for a fixed-seed sample
-            sample = self.scenario.build_workload(np.random.default_rng(0))
-        self.observation_config = observation_config(
-            self.scenario, sample, long_window_s=control.history_s,
-            day_length_s=control.day_length_s)
+        if observation is not None:
+            self.observation_config = with_replica_limits(
+                observation, [p.max_replicas for p in spec.pools])
+            names = [p.name for p in spec.pools]
+            if [p.name for p in observation.pools] != names:
+                raise ValueError(f"observation config is for pools "
+                                 f"{[p.name for p in observation.pools]}, the scenario has "
+                                 f"{names}")
+        else:
+            sample = self.fixed_workload
+            if sample is None:  # the capacities are figured for a fixed-seed sample
+                sample = self.scenario.build_workload(np.random.default_rng(0))
+            self.observation_config = observation_config(
+                self.scenario, sample, long_window_s=control.history_s,
+                day_length_s=control.day_length_s)
         self.capacity_rps = tuple(p.capacity_rps for p in self.observation_config.pools)
         self.builder = ObservationBuilder(self.observation_config)
         self.lookback = ObservationWindow(self.builder, control.interval_s)

@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlscale.agents.baselines import BASELINES, make_baseline
-from rlscale.agents.bundle import BundleError
+from rlscale.agents.bundle import BundleError, load_bundle
 from rlscale.agents.numpy_policy import BundlePolicy
 from rlscale.agents.policy import Policy, PolicyContext
 from rlscale.agents.shield import Shield, ShieldedPolicy
 from rlscale.configschema import ConfigError
 from rlscale.evaluate.oracle import OraclePolicy
+from rlscale.metrics.observation import ObservationConfig
 
 DEFAULT_POLICIES = ("static", "hpa", "kpa", "keda", "planner", "oracle")
 
@@ -78,16 +79,31 @@ def build_policy(spec: PolicySpec, context: PolicyContext) -> Policy:
         raise ConfigError(str(err)) from None
 
 
-def _bundle_policy(spec: PolicySpec, context: PolicyContext) -> Policy:
+def policy_observation(spec: PolicySpec, pools: list[str]) -> ObservationConfig | None:
+    """The observation config ``spec`` must be judged with: a bundle's own (its capacities
+    and windows, exactly as the controller builds its observation), or None for heuristics
+    (which read the evaluated scenario's)."""
+    if spec.name != "ppo":
+        return None
+    try:
+        return load_bundle(_bundle_path(spec, pools), expect_pools=pools).observation_config
+    except BundleError as err:
+        raise ConfigError(f"ppo: {err}") from None
 
+
+def _bundle_path(spec: PolicySpec, pools: list[str]) -> str:
     unknown = sorted(set(spec.knobs) - {"bundle", "fallback"})
-    pools = [p.name for p in context.observation.pools]
     bundle = spec.knobs.get("bundle") or packaged_bundle(pools)
     if unknown or bundle is None:
         raise ConfigError(f"ppo: needs knob 'bundle' (a bundle directory; no packaged policy "
                           f"serves pools {pools}), optional 'fallback'; got {sorted(spec.knobs)}")
+    return str(bundle)
+
+
+def _bundle_policy(spec: PolicySpec, context: PolicyContext) -> Policy:
+    pools = [p.name for p in context.observation.pools]
     try:
-        policy = BundlePolicy.load(str(bundle), expect_pools=pools)
+        policy = BundlePolicy.load(_bundle_path(spec, pools), expect_pools=pools)
     except BundleError as err:
         raise ConfigError(f"ppo: {err}") from None
     fallback = build_policy(PolicySpec(str(spec.knobs.get("fallback", "planner"))), context)

@@ -14,7 +14,7 @@ import numpy as np
 
 from rlscale.envs.cluster_env import LLMClusterEnv
 from rlscale.envs.splits import Window
-from rlscale.evaluate.policies import PolicySpec, build_policy
+from rlscale.evaluate.policies import PolicySpec, build_policy, policy_observation
 from rlscale.sim.scenario import load_scenario
 
 
@@ -32,7 +32,8 @@ class Task:
 def run_task(task: Task) -> dict[str, Any]:
     """Run one episode; returns the summary row with a ``series`` of per-step values."""
     scenario = load_scenario(task.scenario)
-    env = LLMClusterEnv(scenario, window=task.window, load_scale=1.0)
+    judged_on = policy_observation(task.policy, [p.name for p in scenario.cluster.pools])
+    env = LLMClusterEnv(scenario, window=task.window, load_scale=1.0, observation=judged_on)
     observation, _ = env.reset(seed=task.seed)
     policy = build_policy(task.policy, env.policy_context())
     policy.reset()
