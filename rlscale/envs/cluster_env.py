@@ -24,6 +24,7 @@ from rlscale.sim.pool_info import observation_config
 from rlscale.sim.scenario import Scenario, load_scenario
 from rlscale.sim.workload import Workload, rate_scaled
 from rlscale.sim.workload import window as window_of
+from rlscale.sim.workload.mixture import WorkloadMixture
 
 
 class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
@@ -86,7 +87,10 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     ``window``: a held-out :class:`~rlscale.envs.splits.Window` to replay (evaluation);
     ``observation``: the observation config to build observations with — a policy bundle's
     own (its capacities and windows, as the controller uses them), with the scenario's
-    replica limits — instead of one figured from this scenario's workload.
+    replica limits — instead of one figured from this scenario's workload; ``workloads``: a
+    :class:`~rlscale.sim.workload.mixture.WorkloadMixture` each training episode draws its
+    workload from (family, parameters, load as a fraction of capacity) instead of the
+    scenario's workload and ``episode.load_scale`` (held-out windows still replay theirs).
 
     ## Info
     ``time_s``, ``requests`` (ended in the step), ``completed``, ``failed``, ``slo_attainment``,
@@ -108,13 +112,17 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                  overrides: dict[str, Any] | None = None, *, workload: Workload | None = None,
                  load_scale: float | None = None, time_offset_s: float | None = None,
                  step_by_step: bool = False, window: Window | None = None,
-                 observation: ObservationConfig | None = None) -> None:
+                 observation: ObservationConfig | None = None,
+                 workloads: WorkloadMixture | None = None) -> None:
         super().__init__()
         self.step_by_step = step_by_step
         self.window = window
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.config: EnvConfig = env_config(self.scenario, overrides)
         self.fixed_workload = workload
+        self.workloads = workloads
+        self.episode_family = ""
+        """The workload family of this episode (a mixture's draw; empty otherwise)."""
         self.fixed_load_scale = load_scale
         self.fixed_offset_s = time_offset_s
         spec = self.scenario.cluster
@@ -172,9 +180,13 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         episode = self.config.episode
         control = self.config.control
         horizon_s = episode.duration_s + control.interval_s * control.warmup_steps
-        workload = self._episode_workload(horizon_s, rng)
+        drawn = (self.workloads is not None and self.window is None
+                 and self.fixed_workload is None)
+        workload = (self._mixture_workload(horizon_s, rng) if drawn
+                    else self._episode_workload(horizon_s, rng))
         self.episode_workload = workload
         self.episode_load_scale = (self.fixed_load_scale if self.fixed_load_scale is not None
+                                   else 1.0 if drawn  # the mixture's load draw scaled it
                                    else float(rng.uniform(*episode.load_scale)))
         if self.episode_load_scale != 1.0:
             workload = rate_scaled(workload, self.episode_load_scale, rng)
@@ -354,6 +366,16 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.offset_s = clock_start + offset
         return window_of(base, offset, horizon_s)
 
+    def _mixture_workload(self, horizon_s: float, rng: np.random.Generator) -> Workload:
+        """This episode's requests drawn from the workload mixture (training on a
+        distribution of workloads); the time of day starts at 0."""
+        assert self.workloads is not None
+        drawn = self.workloads.draw(rng, horizon_s, self.scenario.cluster,
+                                    self.scenario.slo.itl_s, base_dir=self.scenario.base_dir)
+        self.episode_family = drawn.family
+        self.offset_s = 0.0
+        return drawn.workload
+
     def _apply(self, decoded: DecodedAction, desired: list[int]) -> None:
         cluster = self._cluster()
         for pool, (old, new) in enumerate(zip(desired, decoded.replicas, strict=True)):
@@ -400,4 +422,5 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             "reward_terms": terms,
             "faults": list(cluster.fault_log),
             "load_scale": self.episode_load_scale,
+            "family": self.episode_family,
         }

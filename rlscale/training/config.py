@@ -18,6 +18,8 @@ import yaml
 from rlscale.agents.baselines import knobs_of
 from rlscale.configschema import ConfigError, Section
 from rlscale.evaluate.policies import parse_policies
+from rlscale.sim.workload.config import WorkloadConfigError
+from rlscale.sim.workload.mixture import WorkloadMixture, parse_mixture
 
 ACTIVATIONS = ("tanh", "relu")
 
@@ -103,6 +105,14 @@ class TrainConfig:
     checkpoint_every_steps: int = 10_000
     eval: EvalConfig = field(default_factory=EvalConfig)
     imitation: ImitationConfig = field(default_factory=ImitationConfig)
+    workloads: dict[str, Any] | None = None
+    """The workload mixture training episodes draw from (``rlscale.sim.workload.mixture``);
+    None: the scenario's own workload with ``episode.load_scale``."""
+
+    def mixture(self) -> WorkloadMixture | None:
+        """The validated workload mixture, or None."""
+        return None if self.workloads is None else parse_mixture(
+            self.workloads, held_out=held_out_families(), path="train.workloads")
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for YAML/JSON (tuples become lists)."""
@@ -248,12 +258,28 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
         checkpoint_every_steps=top.integer("checkpoint_every_steps", 10_000, min_value=1),
         eval=evaluation,
         imitation=imitation,
+        workloads=_workloads(top.raw("workloads", None)),
     )
     top.finish()
     if ppo.batch_size > ppo.n_steps * config.n_envs:
         raise ConfigError(f"train.ppo.batch_size ({ppo.batch_size}) must be at most n_steps x "
                           f"n_envs ({ppo.n_steps * config.n_envs})")
     return config
+
+
+def held_out_families() -> tuple[str, ...]:
+    """Workload families that training must never see (the generalization suite's)."""
+    return ()
+
+
+def _workloads(raw: Any) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        parse_mixture(raw, held_out=held_out_families(), path="train.workloads")
+    except WorkloadConfigError as err:
+        raise ConfigError(str(err)) from None
+    return dict(raw)
 
 
 def _check_expert(text: str) -> None:

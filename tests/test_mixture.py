@@ -1,0 +1,135 @@
+"""Training on a distribution of workloads: draws, load matching, held-out families, the env."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rlscale.envs import LLMClusterEnv
+from rlscale.sim.scenario import load_scenario
+from rlscale.sim.workload.config import WorkloadConfigError
+from rlscale.sim.workload.mixture import cluster_capacity_rps, parse_mixture, resolve
+
+DIURNAL = {"generator": {"kind": "diurnal", "mean_rate_per_s": 10,
+                         "amplitude": {"uniform": [0.2, 0.8]},
+                         "period_s": {"loguniform": [900, 7200]}},
+           "lengths": "azure-conv-2023", "max_total_tokens": 8192}
+LONG = {"generator": {"kind": "poisson", "rate_per_s": 5},
+        "lengths": {"prompt_tokens": 6000, "output_tokens": 200}}
+
+
+def test_draws_resolve_inside_their_ranges_and_nest() -> None:
+    rng = np.random.default_rng(0)
+    template = {"a": {"uniform": [1, 2]}, "b": {"loguniform": [10, 1000]},
+                "c": {"integers": [3, 4]}, "d": {"choice": ["x", {"uniform": [5, 6]}]},
+                "e": [1, {"integers": [7, 7]}], "f": "kept"}
+    for _ in range(50):
+        value = resolve(template, rng, "t")
+        assert 1 <= value["a"] <= 2
+        assert 10 <= value["b"] <= 1000
+        assert value["c"] in (3, 4)
+        assert value["d"] == "x" or 5 <= value["d"] <= 6
+        assert value["e"] == [1, 7]
+        assert value["f"] == "kept"
+
+
+@pytest.mark.parametrize(("template", "message"), [
+    ({"x": {"uniform": [2, 1]}}, r"t\.x\.uniform: expected \[low, high\]"),
+    ({"x": {"uniform": [0, "a"]}}, r"t\.x\.uniform"),
+    ({"x": {"loguniform": [0, 1]}}, r"loguniform needs low > 0"),
+    ({"x": {"choice": []}}, r"t\.x\.choice: expected a non-empty list"),
+])
+def test_bad_draws_name_the_field(template: dict[str, object], message: str) -> None:
+    with pytest.raises(WorkloadConfigError, match=message):
+        resolve(template, np.random.default_rng(0), "t")
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ([], r"workloads: expected a mapping"),
+    ({"families": []}, r"workloads\.families: expected a non-empty list"),
+    ({"families": [{"name": "a"}]}, r"families\[0\]: expected \{name"),
+    ({"families": [{"name": "a", "workload": LONG, "weight": 0}]}, r"\[0\]\.weight"),
+    ({"families": [{"name": "a", "workload": LONG}, {"name": "a", "workload": LONG}]},
+     r"names must be unique"),
+    ({"families": [{"name": "a", "workload": LONG}], "load": 5}, r"workloads\.load"),
+    ({"families": [{"name": "a", "workload": LONG}], "load": {"uniform": [0.5, 9]}},
+     r"workloads\.load"),
+    ({"families": [{"name": "a", "workload": LONG}], "loads": 0.5}, r"unknown key"),
+    ({"families": [{"name": "a", "workload": LONG, "offset_range_s": [5, 1]}]},
+     r"offset_range_s"),
+])
+def test_bad_mixtures_are_refused_with_the_field(data: object, message: str) -> None:
+    with pytest.raises(WorkloadConfigError, match=message):
+        parse_mixture(data)
+
+
+def test_a_held_out_family_cannot_be_trained_on() -> None:
+    data = {"families": [{"name": "long-prompt", "workload": LONG}]}
+    with pytest.raises(WorkloadConfigError, match="held out of training"):
+        parse_mixture(data, held_out=("long-prompt", "bursty"))
+
+
+@pytest.mark.parametrize("template", [DIURNAL, LONG])
+def test_the_load_is_a_fraction_of_capacity_at_the_familys_own_lengths(
+        template: dict[str, object]) -> None:
+    scenario = load_scenario("hetero-3pool")
+    mixture = parse_mixture({"families": [{"name": "f", "workload": template}], "load": 0.4})
+    drawn = mixture.draw(np.random.default_rng(1), 1800.0, scenario.cluster,
+                         scenario.slo.itl_s)
+    rate = len(drawn.workload) / 1800.0
+    capacity = cluster_capacity_rps(scenario.cluster, drawn.workload, scenario.slo.itl_s)
+    assert rate == pytest.approx(0.4 * capacity, rel=0.08)
+    assert drawn.workload.duration_s <= 1800.0
+
+
+def test_long_prompts_get_a_lower_request_rate_at_the_same_load() -> None:
+    scenario = load_scenario("hetero-3pool")
+    rates = {}
+    for name, template in (("conv", DIURNAL), ("long", LONG)):
+        mixture = parse_mixture({"families": [{"name": name, "workload": template}],
+                                 "load": 0.5})
+        drawn = mixture.draw(np.random.default_rng(2), 1800.0, scenario.cluster,
+                             scenario.slo.itl_s)
+        rates[name] = len(drawn.workload) / 1800.0
+    assert rates["long"] < rates["conv"] / 3
+
+
+def test_a_trace_family_replays_windows_inside_its_offset_range(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    times = np.arange(0.0, 3600.0, 0.5)
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n" + "".join(
+        f"{t:.1f},{100 + int(t)},{50}\n" for t in times))
+    scenario = load_scenario("hetero-3pool")
+    mixture = parse_mixture({"families": [{"name": "tr", "workload": {"trace": str(trace)},
+                                           "offset_range_s": [0, 1200]}], "load": 0.3})
+    for seed in range(5):
+        drawn = mixture.draw(np.random.default_rng(seed), 900.0, scenario.cluster,
+                             scenario.slo.itl_s)
+        # prompt = 100 + the arrival second on the trace's clock: every request before 2100 s
+        assert drawn.workload.prompt_tokens.max() < 100 + 1200 + 900 + 1
+    short = parse_mixture({"families": [{"name": "tr", "workload": {"trace": str(trace)},
+                                         "offset_range_s": [3000, 3500]}]})
+    with pytest.raises(WorkloadConfigError, match="holds no 900 s episode"):
+        short.draw(np.random.default_rng(0), 900.0, scenario.cluster, scenario.slo.itl_s)
+
+
+def test_the_env_draws_a_family_per_episode_deterministically() -> None:
+    mixture = parse_mixture({"families": [
+        {"name": "conv", "workload": DIURNAL, "weight": 3},
+        {"name": "long", "workload": LONG, "weight": 1}], "load": {"uniform": [0.2, 0.6]}})
+    env = LLMClusterEnv("hetero-3pool", workloads=mixture)
+    families: Counter[str] = Counter()
+    first = []
+    for seed in range(12):
+        _, info = env.reset(seed=seed)
+        families[info["family"]] += 1
+        first.append(len(env.episode_workload or ()))
+        assert info["load_scale"] == 1.0
+    assert set(families) == {"conv", "long"}
+    assert families["conv"] > families["long"]
+    again = LLMClusterEnv("hetero-3pool", workloads=mixture)
+    _, info = again.reset(seed=3)
+    assert len(again.episode_workload or ()) == first[3]
