@@ -8,10 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rlscale.configschema import ConfigError
 from rlscale.envs import LLMClusterEnv
 from rlscale.sim.scenario import load_scenario
 from rlscale.sim.workload.config import WorkloadConfigError
 from rlscale.sim.workload.mixture import cluster_capacity_rps, parse_mixture, resolve
+from rlscale.training.config import load_train_config
 
 DIURNAL = {"generator": {"kind": "diurnal", "mean_rate_per_s": 10,
                          "amplitude": {"uniform": [0.2, 0.8]},
@@ -133,3 +135,19 @@ def test_the_env_draws_a_family_per_episode_deterministically() -> None:
     again = LLMClusterEnv("hetero-3pool", workloads=mixture)
     _, info = again.reset(seed=3)
     assert len(again.episode_workload or ()) == first[3]
+
+
+def test_the_packaged_mixture_loads_by_name_and_every_family_draws() -> None:
+    config = load_train_config(overrides=["workloads=generalize"])
+    mixture = config.mixture()
+    assert mixture is not None
+    scenario = load_scenario("hetero-3pool")
+    seen = set()
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        drawn = mixture.draw(rng, 1830.0, scenario.cluster, scenario.slo.itl_s)
+        assert len(drawn.workload) > 0
+        seen.add(drawn.family)
+    assert seen == {f.name for f in mixture.families}
+    with pytest.raises(ConfigError, match="neither a packaged mixture"):
+        load_train_config(overrides=["workloads=nonesuch"])

@@ -273,8 +273,24 @@ def held_out_families() -> tuple[str, ...]:
 
 
 def _workloads(raw: Any) -> dict[str, Any] | None:
+    """The ``workloads:`` mixture: inline, a packaged name (``generalize`` reads
+    ``rlscale/configs/workloads-generalize.yaml``) or a YAML path; validated."""
     if raw is None:
         return None
+    if isinstance(raw, str):
+        packaged = resources.files("rlscale").joinpath("configs").joinpath(f"workloads-{raw}.yaml")
+        path = Path(raw)
+        if packaged.is_file():
+            text = packaged.read_text()
+        elif path.is_file():
+            text = path.read_text()
+        else:
+            raise ConfigError(f"train.workloads: {raw!r} is neither a packaged mixture "
+                              f"(generalize) nor a YAML file")
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"train.workloads: {raw!r} is not valid YAML: {err}") from None
     try:
         parse_mixture(raw, held_out=held_out_families(), path="train.workloads")
     except WorkloadConfigError as err:
