@@ -99,6 +99,15 @@ class BundlePolicy:
     def reset(self) -> None:
         """Nothing to forget: the policy is a function of the current observation."""
 
+    def unfamiliarity(self, vector: ArrayLike) -> float:
+        """Mean absolute z-score of ``vector`` under the training statistics (as clipped for
+        the network); 0 without normalization statistics. See :mod:`rlscale.agents.
+        familiarity`."""
+        norm = self.bundle.normalization
+        if norm is None:
+            return 0.0
+        return float(np.mean(np.abs(norm.apply(vector))))
+
     # ------------------------------------------------------------------ the network
     def normalize(self, vector: ArrayLike) -> FloatArray:
         """The network's input: VecNormalize's normalization (if any), rounded to float32."""

@@ -28,6 +28,8 @@ FALLBACK_NAN: Final = "FallbackNaN"
 """The observation had NaN or infinite entries."""
 FALLBACK_OUT_OF_RANGE: Final = "FallbackOutOfRange"
 """The observation lay outside the range seen in training (with the shield's margin)."""
+FALLBACK_UNFAMILIAR: Final = "FallbackUnfamiliar"
+"""The observations have been unlike training's for a while (rlscale.agents.familiarity)."""
 FALLBACK_INVALID: Final = "FallbackInvalid"
 """The policy returned an invalid decision."""
 KEEP_CURRENT: Final = "KeepCurrent"
@@ -43,7 +45,7 @@ GPU_INVENTORY: Final = "GpuInventory"
 NO_READY_REPLICAS: Final = "NoReadyReplicas"
 WEIGHTS_BY_CAPACITY: Final = "WeightsByCapacity"
 
-FALLBACKS: Final = (FALLBACK_NAN, FALLBACK_OUT_OF_RANGE, FALLBACK_INVALID)
+FALLBACKS: Final = (FALLBACK_NAN, FALLBACK_OUT_OF_RANGE, FALLBACK_UNFAMILIAR, FALLBACK_INVALID)
 """The reasons for which the shield hands the decision to the fallback policy."""
 
 # --- the controller: no decision from the policy ----------------------------------------

@@ -2,8 +2,9 @@
 
 Rules, in order (each intervention carries a reason, like HPA's ``ScalingLimited``):
 
-1. ``FallbackNaN`` / ``FallbackOutOfRange``: the observation has NaN or lies outside the range
-   seen in training (with a margin) — the fallback policy decides instead.
+1. ``FallbackNaN`` / ``FallbackOutOfRange`` / ``FallbackUnfamiliar``: the observation has NaN,
+   lies outside the range seen in training (with a margin), or has been unlike the training
+   observations for a while (:mod:`rlscale.agents.familiarity`) — the fallback decides instead.
    ``FallbackInvalid``: the policy returned an invalid decision — the fallback decides (or, with
    no fallback, the current replicas and weights are kept: ``KeepCurrent``).
 2. ``TooManyReplicas`` / ``TooFewReplicas``: clamp to each pool's ``[min, max]``.
@@ -24,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rlscale.agents import reasons
+from rlscale.agents.familiarity import FamiliarityGate
 from rlscale.agents.policy import Decision, Policy, PolicyContext, PolicyInput
 
 
@@ -59,17 +61,20 @@ class Shield:
 
     def __init__(self, context: PolicyContext, config: ShieldConfig | None = None, *,
                  fallback: Policy | None = None,
-                 observation_range: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None
-                 ) -> None:
+                 observation_range: tuple[NDArray[np.float32], NDArray[np.float32]] | None = None,
+                 familiarity: FamiliarityGate | None = None) -> None:
         self.context = context
         self.config = config or ShieldConfig()
         self.fallback = fallback
         self.observation_range = observation_range
+        self.familiarity = familiarity
 
     def reset(self) -> None:
-        """Reset the fallback's state."""
+        """Reset the fallback's state and the familiarity gate's history."""
         if self.fallback is not None:
             self.fallback.reset()
+        if self.familiarity is not None:
+            self.familiarity.reset()
 
     def input_problem(self, observed: PolicyInput) -> str | None:
         """Why the observation cannot be trusted (a reason), or None."""
@@ -81,6 +86,8 @@ class Shield:
             margin = self.config.range_margin
             if np.any(vector < low - margin) or np.any(vector > high + margin):
                 return reasons.FALLBACK_OUT_OF_RANGE
+        if self.familiarity is not None and self.familiarity.update(vector):
+            return reasons.FALLBACK_UNFAMILIAR
         return None
 
     def decide(self, policy: Policy, observed: PolicyInput) -> ShieldResult:

@@ -21,6 +21,7 @@ from typing import Any
 
 from rlscale.agents.baselines import make_baseline
 from rlscale.agents.bundle import BundleError
+from rlscale.agents.familiarity import FamiliarityGate
 from rlscale.agents.numpy_policy import BundlePolicy
 from rlscale.agents.policy import (
     Decision,
@@ -147,7 +148,8 @@ def build_policy_setup(config: ControllerConfig) -> PolicySetup:
     fallback = _heuristic(config, "fallback", config.fallback.heuristic, config.fallback.knobs,
                           context)
     shield = Shield(context, config.shield, fallback=fallback,
-                    observation_range=bundle_policy.observation_range)
+                    observation_range=bundle_policy.observation_range,
+                    familiarity=FamiliarityGate(bundle_policy.unfamiliarity))
     return PolicySetup(observation, context, TrackedPolicy(bundle_policy), shield,
                        warnings=bundle_warnings(config, observation, bundle.interval_s))
 

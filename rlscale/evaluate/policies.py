@@ -7,6 +7,7 @@ from typing import Any
 
 from rlscale.agents.baselines import BASELINES, make_baseline
 from rlscale.agents.bundle import BundleError, load_bundle
+from rlscale.agents.familiarity import FamiliarityConfig, FamiliarityGate
 from rlscale.agents.numpy_policy import BundlePolicy
 from rlscale.agents.policy import Policy, PolicyContext
 from rlscale.agents.shield import Shield, ShieldedPolicy
@@ -62,8 +63,9 @@ def build_policy(spec: PolicySpec, context: PolicyContext) -> Policy:
     """Instantiate a policy for an environment's context.
 
     ``ppo`` (knob ``bundle``: a policy bundle directory; ``fallback``: a baseline, default
-    ``planner``) runs the bundle's numpy policy behind the shield, which falls back to the
-    baseline when the observation is NaN or outside the range seen in training.
+    ``planner``; ``unfamiliar``: the familiarity gate's threshold, a smoothed mean |z|, or
+    ``off``) runs the bundle's numpy policy behind the shield, which falls back to the
+    baseline when the observation is NaN, outside the range seen in training, or unfamiliar.
     """
     if spec.name == "ppo":
         return _bundle_policy(spec, context)
@@ -92,11 +94,12 @@ def policy_observation(spec: PolicySpec, pools: list[str]) -> ObservationConfig 
 
 
 def _bundle_path(spec: PolicySpec, pools: list[str]) -> str:
-    unknown = sorted(set(spec.knobs) - {"bundle", "fallback"})
+    unknown = sorted(set(spec.knobs) - {"bundle", "fallback", "unfamiliar"})
     bundle = spec.knobs.get("bundle") or packaged_bundle(pools)
     if unknown or bundle is None:
         raise ConfigError(f"ppo: needs knob 'bundle' (a bundle directory; no packaged policy "
-                          f"serves pools {pools}), optional 'fallback'; got {sorted(spec.knobs)}")
+                          f"serves pools {pools}), optional 'fallback' and 'unfamiliar'; got "
+                          f"{sorted(spec.knobs)}")
     return str(bundle)
 
 
@@ -107,7 +110,13 @@ def _bundle_policy(spec: PolicySpec, context: PolicyContext) -> Policy:
     except BundleError as err:
         raise ConfigError(f"ppo: {err}") from None
     fallback = build_policy(PolicySpec(str(spec.knobs.get("fallback", "planner"))), context)
-    shield = Shield(context, fallback=fallback, observation_range=policy.observation_range)
+    enter = spec.knobs.get("unfamiliar", FamiliarityConfig().enter)
+    try:
+        gate = FamiliarityConfig(enter=float(enter) if enter not in (None, "off") else None)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"ppo: unfamiliar={enter!r}: {err} (a mean |z| > 0.9, or off)") from None
+    shield = Shield(context, fallback=fallback, observation_range=policy.observation_range,
+                    familiarity=FamiliarityGate(policy.unfamiliarity, gate))
     return ShieldedPolicy(policy, shield)
 
 
