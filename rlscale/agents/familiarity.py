@@ -11,7 +11,9 @@ what training saw while their combination does not.
 
 The gate smooths the statistic over decisions (an exponentially weighted mean) and has two
 thresholds, so control does not flap between the policy and the fallback: it turns on above
-``enter`` and off again below ``leave``.
+``enter`` and off again below ``leave``. The defaults (1.6 and 1.2) never fire on the shipped
+policy's held-out hetero-3pool windows (at 1.1 the gate took 21 of 540 decisions there, in a
+flash crowd, for +0.7 % cost), and fire within about 8 decisions on 5,000-token prompts.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ class FamiliarityConfig:
         smoothing: weight of the newest decision in the exponentially weighted mean (0, 1].
     """
 
-    enter: float | None = 1.1
-    leave: float = 0.9
+    enter: float | None = 1.6
+    leave: float = 1.2
     smoothing: float = 0.3
 
     def __post_init__(self) -> None:
