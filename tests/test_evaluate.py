@@ -12,7 +12,7 @@ import pytest
 from rlscale.configschema import ConfigError
 from rlscale.envs.splits import Window, scenario_splits
 from rlscale.evaluate.cli import main
-from rlscale.evaluate.policies import PolicySpec, parse_policies
+from rlscale.evaluate.policies import POLICY_NAMES, PolicySpec, parse_policies
 from rlscale.evaluate.report import aggregate, ci95, markdown_table
 from rlscale.evaluate.runner import Task, run_task
 from rlscale.sim.scenario import load_scenario
@@ -32,6 +32,36 @@ def test_parse_policies_with_knobs() -> None:
     assert specs[1].label == "hpa(metric=running,target=0.5)"
     with pytest.raises(ConfigError, match="expected KNOB=VALUE"):
         parse_policies("hpa:target")
+
+
+def test_every_policy_name_is_listed_in_the_help_and_in_the_unknown_name_error(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from rlscale.agents.baselines import BASELINES
+
+    monkeypatch.setenv("COLUMNS", "500")  # no wrapping inside hyphenated names
+
+    assert {"ppo", "oracle", "hpa-running", *BASELINES} <= set(POLICY_NAMES)
+    with pytest.raises(ConfigError, match="unknown policy 'magic'") as raised:
+        parse_policies("planner,magic")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    listed = capsys.readouterr().out.split("comma-separated, from ")[1].split(" ")[0]
+    for name in POLICY_NAMES:
+        assert name in str(raised.value).split("valid: ")[1].split(", "), name
+        assert name in listed.split(","), name
+
+
+def test_tune_has_its_own_usage_and_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from rlscale.cli import main as rlscale_main
+
+    with pytest.raises(SystemExit) as exited:
+        rlscale_main(["tune", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: rlscale tune")
+    assert "rlscale evaluate --tuned" in out
+    assert "--split" not in out
+    assert "--no-plots" not in out
 
 
 def test_the_oracle_run_is_reproducible_and_judges_every_request() -> None:

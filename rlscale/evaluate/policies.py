@@ -16,6 +16,11 @@ from rlscale.evaluate.oracle import OraclePolicy
 from rlscale.metrics.observation import ObservationConfig
 
 DEFAULT_POLICIES = ("static", "hpa", "kpa", "keda", "planner", "oracle")
+"""What ``rlscale evaluate`` runs when ``--policies`` is not given."""
+
+POLICY_NAMES = ("ppo", *BASELINES, "oracle")
+"""Every policy name evaluation accepts: the shipped (or a given) PPO bundle, the heuristic
+baselines and the clairvoyant oracle. Help texts and error messages list these."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,11 @@ def parse_policies(text: str) -> list[PolicySpec]:
             if not sep:
                 raise ConfigError(f"--policies: expected KNOB=VALUE in {item!r}, got {pair!r}")
             knobs[key.strip()] = _value(value.strip())
-        specs.append(PolicySpec(name.strip(), knobs))
+        name = name.strip()
+        if name not in POLICY_NAMES:
+            raise ConfigError(f"--policies: unknown policy {name!r}; valid: "
+                              f"{', '.join(POLICY_NAMES)}")
+        specs.append(PolicySpec(name, knobs))
     if not specs:
         raise ConfigError("--policies: no policy given")
     return specs
@@ -67,6 +76,8 @@ def build_policy(spec: PolicySpec, context: PolicyContext) -> Policy:
     ``off``) runs the bundle's numpy policy behind the shield, which falls back to the
     baseline when the observation is NaN, outside the range seen in training, or unfamiliar.
     """
+    if spec.name not in POLICY_NAMES:
+        raise ConfigError(f"unknown policy {spec.name!r}; valid: {', '.join(POLICY_NAMES)}")
     if spec.name == "ppo":
         return _bundle_policy(spec, context)
     if spec.name == "oracle":
@@ -74,7 +85,6 @@ def build_policy(spec: PolicySpec, context: PolicyContext) -> Policy:
             return OraclePolicy(context, **spec.knobs)
         except TypeError as err:
             raise ConfigError(f"oracle: {err}") from None
-
     try:
         return make_baseline(spec.name, context, **spec.knobs)
     except ValueError as err:
@@ -143,7 +153,6 @@ def tunable(spec: PolicySpec) -> tuple[str, tuple[float, ...]] | None:
     """The policy's main knob and its candidate values, if it has one."""
     if spec.name == "oracle":
         return OraclePolicy.TUNABLE, OraclePolicy.TUNE_GRID
-
     factory = BASELINES.get(spec.name)
     knob = getattr(factory, "TUNABLE", None)
     grid = getattr(factory, "TUNE_GRID", None)

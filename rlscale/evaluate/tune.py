@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,14 @@ def tuning_config(scenario: Scenario) -> TuningConfig:
 
 
 def tune(scenario: Scenario, scenario_ref: str, specs: list[PolicySpec], *,
-         slo_target: float | None = None, workers: int | None = None,
+         slo_target: float | None = None, seeds: Sequence[int] | None = None,
+         workers: int | None = None,
          progress: bool = True) -> tuple[list[PolicySpec], dict[str, Any]]:
-    """Tuned versions of ``specs`` and a record of every setting tried."""
+    """Tuned versions of ``specs`` and a record of every setting tried (``seeds`` replaces the
+    scenario's ``tuning.seeds``)."""
     config = tuning_config(scenario)
+    if seeds is not None:
+        config = dataclasses.replace(config, seeds=tuple(seeds))
     target = config.slo_target if slo_target is None else slo_target
     episode_s = env_config(scenario).episode.duration_s
     windows = scenario_splits(scenario, episode_s).train_windows(

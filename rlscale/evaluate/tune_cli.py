@@ -8,5 +8,5 @@ from rlscale.evaluate.cli import main as evaluate_main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Same options as ``rlscale evaluate``; stops after writing ``tuned.json``."""
-    return evaluate_main([*(argv or []), "--tune-only"])
+    """Tune, write ``tuned.json`` and print each policy's chosen knobs (``rlscale tune``)."""
+    return evaluate_main(argv, tune_only=True)
