@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +31,48 @@ def _scenario(name: str, **changes: Any) -> Any:
     return scenario_from_dict(data, f"{name}-test")
 
 
-def _short(name: str = "hetero-3pool", **changes: Any) -> LLMClusterEnv:
+def _short(name: str = "hetero-3pool", max_episode_steps: int | None = None,
+           **changes: Any) -> LLMClusterEnv:
     episode = {"duration_s": 300, **changes.pop("episode", {})}
-    return LLMClusterEnv(_scenario(name, episode=episode, **changes))
+    return LLMClusterEnv(_scenario(name, episode=episode, **changes),
+                         max_episode_steps=max_episode_steps)
 
 
-def test_gymnasium_env_checker_passes() -> None:
+def _warnings_of(check: Any) -> list[str]:
+    """Run ``check()`` and return every warning it raised (checkers warn rather than fail)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check()
+    return [f"{w.category.__name__}: {w.message}" for w in caught]
+
+
+def test_gymnasium_env_checker_passes_without_warnings() -> None:
     from gymnasium.utils.env_checker import check_env
 
-    check_env(gym.make(ENV_ID).unwrapped, skip_render_check=True)
+    env = gym.make(ENV_ID).unwrapped
+    assert _warnings_of(lambda: check_env(env, skip_render_check=True)) == []
 
 
-def test_stable_baselines3_env_checker_passes() -> None:
+def test_stable_baselines3_env_checker_passes_without_warnings() -> None:
     sb3_checker = pytest.importorskip("stable_baselines3.common.env_checker")
-    sb3_checker.check_env(_short(), warn=True)
+    env = _short()
+    assert _warnings_of(lambda: sb3_checker.check_env(env, warn=True)) == []
+
+
+def test_a_bare_env_truncates_where_gymnasium_make_does() -> None:
+    """A plain ``while not (terminated or truncated)`` loop over the class ends, at the same
+    step as over ``gymnasium.make`` (whose ``TimeLimit`` comes from the registration)."""
+    for env, expected in ((_short(), 10), (make_env("single-pool"), 60),
+                          (_short(max_episode_steps=3), 3)):
+        env.reset(seed=0)
+        steps, terminated, truncated = 0, False, False
+        while not (terminated or truncated) and steps < 100:
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            steps += 1
+        assert (steps, terminated, truncated) == (expected, False, True)
+    assert LLMClusterEnv().max_episode_steps == gym.spec(ENV_ID).max_episode_steps
+    with pytest.raises(ValueError, match="max_episode_steps"):
+        LLMClusterEnv(max_episode_steps=0)
 
 
 def test_registered_with_the_episode_length_of_the_default_scenario() -> None:

@@ -74,9 +74,11 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     first observation.
 
     ## Episode end
-    Never terminates; truncation comes from the registered ``max_episode_steps``
-    (``episode.duration_s / control.interval_s``; use :func:`rlscale.envs.make_env` or pass
-    ``max_episode_steps`` to ``gymnasium.make`` for another scenario).
+    Never terminates. Truncates after ``max_episode_steps`` steps (default the scenario's
+    ``episode.duration_s / control.interval_s``), like the ``TimeLimit`` that ``gymnasium.make``
+    adds from the registration: a bare ``LLMClusterEnv()`` and ``gymnasium.make`` end their
+    episodes at the same step. For longer episodes set ``episode.duration_s`` in ``overrides``
+    (or pass ``max_episode_steps`` to this class, not only to ``gymnasium.make``).
 
     ## Arguments
     ``scenario``: a built-in name or YAML path (default ``hetero-3pool``) or a
@@ -90,7 +92,8 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     replica limits — instead of one figured from this scenario's workload; ``workloads``: a
     :class:`~rlscale.sim.workload.mixture.WorkloadMixture` each training episode draws its
     workload from (family, parameters, load as a fraction of capacity) instead of the
-    scenario's workload and ``episode.load_scale`` (held-out windows still replay theirs).
+    scenario's workload and ``episode.load_scale`` (held-out windows still replay theirs);
+    ``max_episode_steps``: steps until ``truncated`` (default from the scenario's episode).
 
     ## Info
     ``time_s``, ``requests`` (ended in the step), ``completed``, ``failed``, ``slo_attainment``,
@@ -113,12 +116,21 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                  load_scale: float | None = None, time_offset_s: float | None = None,
                  step_by_step: bool = False, window: Window | None = None,
                  observation: ObservationConfig | None = None,
-                 workloads: WorkloadMixture | None = None) -> None:
+                 workloads: WorkloadMixture | None = None,
+                 max_episode_steps: int | None = None) -> None:
         super().__init__()
         self.step_by_step = step_by_step
         self.window = window
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.config: EnvConfig = env_config(self.scenario, overrides)
+        self.max_episode_steps = (self.config.max_episode_steps if max_episode_steps is None
+                                  else max_episode_steps)
+        """Steps after which :meth:`step` reports ``truncated`` (it keeps simulating if called
+        again)."""
+        if self.max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps: expected an integer >= 1, got "
+                             f"{self.max_episode_steps}")
+        self.episode_steps = 0
         self.fixed_workload = workload
         self.workloads = workloads
         self.episode_family = ""
@@ -206,6 +218,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self._scored_gpu_hours_start = self._gpu_hours_before
         self._scored_kv_start = self._cluster().kv_integrals()
         self.episode_replica_changes = 0
+        self.episode_steps = 0
         return self.lookback.observe(), self._info(None, {}, {})
 
     def step(self, action: NDArray[np.int64]) -> tuple[
@@ -271,7 +284,8 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         observation = self.lookback.observe()
         info = self._info(decoded, metrics, terms)
         info["shield"] = list(shielded.interventions)
-        return observation, reward, False, False, info
+        self.episode_steps += 1
+        return observation, reward, False, self.episode_steps >= self.max_episode_steps, info
 
     def action_masks(self) -> NDArray[np.bool_]:
         """Allowed choices of every sub-action, flattened (sb3-contrib MaskablePPO's layout)."""
