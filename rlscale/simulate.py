@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -219,20 +220,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def describe_workload(summary: dict[str, Any]) -> str:
+    """A one-line description of the replayed workload for the table's title: where it came
+    from (the trace file, or the generators by name) and its size, duration and mean rate."""
+    source = str(summary["workload"])
+    if source.startswith("generated: "):
+        kinds = dict.fromkeys(re.findall(r"\b([A-Z][A-Za-z]+)\(", source))
+        source = "generated " + " + ".join(kinds) if kinds else source
+    requests, simulated_s = int(summary["requests"]), float(summary["simulated_s"])
+    rate = f", {requests / simulated_s:.1f} req/s" if simulated_s > 0 else ""
+    return f"{source}: {requests:,} requests over {simulated_s / 60:.0f} simulated min{rate}"
+
+
 def print_summary(summary: dict[str, Any]) -> None:
-    """A short table of the headline numbers."""
+    """The headline numbers, failures by reason, and a table per pool."""
     from rich.console import Console
     from rich.table import Table
 
-    source = summary["workload"]
-    source = source if len(source) <= 70 else source[:67] + "..."
-    table = Table(title=f"{summary['scenario']}: {source}", show_header=True)
+    table = Table(title=f"{summary['scenario']} - {describe_workload(summary)}")
     table.add_column("metric")
     table.add_column("value", justify="right")
     slo = summary["slo"]
+    failures = ", ".join(f"{reason} {count:,} ({count / max(summary['requests'], 1):.1%})"
+                         for reason, count in summary.get("failed_by_reason", {}).items()
+                         if count) or "none"
     rows = [
         ("requests (completed / failed)",
-         f"{summary['requests']} ({summary['completed']} / {summary['failed']})"),
+         f"{summary['requests']:,} ({summary['completed']:,} / {summary['failed']:,})"),
+        ("failed by reason", failures),
         (f"SLO attainment (TTFT<={slo['ttft_s']}s, ITL<={slo['itl_s']}s)",
          f"{summary['slo_attainment']:.1%}"),
         ("TTFT p50 / p90 / p99 (s)", _triple(summary["ttft_s"])),
@@ -247,7 +262,17 @@ def print_summary(summary: dict[str, Any]) -> None:
     ]
     for name, value in rows:
         table.add_row(name, value)
-    Console().print(table)
+    pools = Table(title="per pool")
+    pools.add_column("pool", overflow="fold")
+    for column in ("replicas", "requests", "GPU-h", "cost", "KV usage"):
+        pools.add_column(column, justify="right", no_wrap=True)
+    for name, pool in summary.get("pools", {}).items():
+        pools.add_row(name, str(pool["desired_replicas"]), f"{pool['requests']:,}",
+                      f"{pool['gpu_hours']:.2f}", f"${pool['cost_usd']:.2f}",
+                      f"{pool['mean_kv_cache_usage']:.1%}")
+    console = Console()
+    console.print(table)
+    console.print(pools)
 
 
 def _triple(stats: dict[str, float]) -> str:

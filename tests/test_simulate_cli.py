@@ -45,6 +45,28 @@ def test_same_seed_same_summary(tmp_path: Path) -> None:
     assert a == b
 
 
+def test_the_printed_table_has_a_readable_title_failures_by_reason_and_pools(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the JSON holds reaches the terminal too: no cut-off repr in the title, failures
+    by reason, and one row per pool (a non-TTY is 80 columns wide)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    args = ["--quiet", "--out", str(tmp_path), "--profile", "llama-2-7b_a100-80gb",
+            "--replicas", "1", "--poisson", "4", "--requests", "600",
+            "--lengths", "azure-conv-2023", "--engine", "max_num_seqs=128"]
+    assert main(args) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "generated Poisson: 600 requests over" in out
+    assert "..." not in out
+    assert "…" not in out
+    assert "rate_per_s=" not in out
+    reasons = _summary(tmp_path)["failed_by_reason"]
+    too_long = reasons["too_long"]  # type: ignore[index]
+    assert too_long > 0, "lengths beyond max_model_len fail: the row must have something to show"
+    assert f"failed by reason │ too_long {too_long} (" in out
+    assert "│ llama-2-7b_a100-80gb │ 1 │ 600 │" in out
+
+
 def test_one_pool_from_the_command_line_with_engine_flags(tmp_path: Path) -> None:
     args = ["--quiet", "--out", str(tmp_path), "--profile", "llama-2-7b_a100-80gb",
             "--replicas", "2", "--poisson", "4", "--requests", "500",
