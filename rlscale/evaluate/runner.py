@@ -1,4 +1,5 @@
-"""Run policies on workload windows through the environment, in parallel, with a progress bar."""
+"""Run policies on workload windows through the environment, in parallel, with progress (a bar
+on a terminal, timestamped lines on stderr otherwise)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 from rlscale.envs.cluster_env import LLMClusterEnv
 from rlscale.envs.splits import Window
 from rlscale.evaluate.policies import PolicySpec, build_policy, policy_observation
+from rlscale.progress import ProgressBar
 from rlscale.sim.scenario import load_scenario
 
 
@@ -97,29 +99,6 @@ def run_tasks(tasks: list[Task], *, workers: int | None = None, progress: bool =
 
 def _run_indexed(item: tuple[int, Task]) -> tuple[int, dict[str, Any]]:
     return item[0], run_task(item[1])
-
-
-class ProgressBar:
-    """A rich progress bar (or nothing) with an ``advance()`` callable."""
-
-    def __init__(self, enabled: bool, description: str, total: int) -> None:
-        self.enabled, self.description, self.total = enabled, description, total
-        self._bar: Any = None
-
-    def __enter__(self) -> Callable[[], None]:
-        if not self.enabled:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        self._bar = Progress("{task.description}", BarColumn(), MofNCompleteColumn(),
-                             TimeElapsedColumn())
-        self._bar.__enter__()
-        task_id = self._bar.add_task(self.description, total=self.total)
-        return lambda: self._bar.advance(task_id)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
 
 
 def tasks_for(scenario: str | Path, policies: Iterable[PolicySpec], windows: Iterable[Window],

@@ -19,9 +19,30 @@ from rlscale.evaluate.policies import PolicySpec
 from rlscale.evaluate.report import aggregate
 from rlscale.evaluate.runner import run_tasks, tasks_for
 from rlscale.evaluate.tune import tuning_config
+from rlscale.progress import ProgressLog
 from rlscale.sim.scenario import Scenario
 from rlscale.training.config import TrainConfig
 from rlscale.training.export import export_run_bundle
+
+
+class ProgressLogCallback(BaseCallback):
+    """Timestamped progress lines on stderr every 10 % of the PPO steps (where SB3's progress
+    bar, made for a terminal, shows nothing: redirected output, a Job's log)."""
+
+    def __init__(self, total_timesteps: int) -> None:
+        super().__init__()
+        self.total_timesteps = total_timesteps
+        self._log: ProgressLog | None = None
+        self._start = 0
+
+    def _on_training_start(self) -> None:
+        self._start = self.num_timesteps
+        self._log = ProgressLog("PPO steps", self.total_timesteps)
+
+    def _on_step(self) -> bool:
+        if self._log is not None:
+            self._log.update(self.num_timesteps - self._start)
+        return True
 
 
 class DomainMetricsCallback(BaseCallback):

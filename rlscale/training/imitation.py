@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from rlscale.agents.policy import Decision, Policy
 from rlscale.evaluate.policies import build_policy, parse_policies
-from rlscale.evaluate.runner import ProgressBar
+from rlscale.progress import ProgressBar
 from rlscale.training.config import ImitationConfig
 
 

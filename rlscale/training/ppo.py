@@ -13,6 +13,7 @@ import json
 import platform
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from rlscale.sim.scenario import load_scenario
 from rlscale.training.callbacks import (
     DomainMetricsCallback,
     ObservationRangeCallback,
+    ProgressLogCallback,
     ValidationCallback,
 )
 from rlscale.training.config import TrainConfig
@@ -170,9 +172,12 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
                                         workers=workers, validate_at_start=imitated)
         callbacks.append(validation)
     remaining = max(0, config.total_timesteps - steps_done)
+    on_terminal = progress and sys.stderr.isatty()
+    if progress and not on_terminal:
+        callbacks.append(ProgressLogCallback(remaining))
     try:
         model.learn(total_timesteps=remaining, callback=CallbackList(callbacks),
-                    progress_bar=progress, reset_num_timesteps=found is None,
+                    progress_bar=on_terminal, reset_num_timesteps=found is None,
                     tb_log_name="ppo")
     finally:
         venv.close()
