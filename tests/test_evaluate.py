@@ -115,3 +115,27 @@ def test_cli_writes_results_table_and_plots(tmp_path: Path) -> None:
 def test_cli_reports_a_bad_policy_name(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--policies", "magic", "--no-tune", "--quiet", "--out", str(tmp_path)]) == 2
     assert "magic" in capsys.readouterr().err
+
+
+def test_replica_panels_share_one_scale_across_policies(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Policies compare by eye: every panel of replicas.png has the same replica and load axes."""
+    from rlscale.evaluate import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "_save", lambda plt, fig, path: figures.append(fig) or path)
+
+    def row(policy: str, replicas: int, load: float) -> dict[str, object]:
+        series = {"time_s": [30.0, 60.0, 90.0], "replicas": [[1, 1], [replicas, 2], [2, 1]],
+                  "load_rps": [1.0, load, 2.0]}
+        return {"policy": policy, "window": "w", "seed": 0, "series": series}
+
+    plots.plot_replicas(tmp_path / "replicas.png",
+                        [row("small", 1, 3.0), row("big", 30, 40.0)], ["a", "b"])
+    axes = figures[0].get_axes()  # two panels, each with its twin load axis
+    replica_limits = {axes[i].get_ylim() for i in (0, 1)}
+    load_limits = {axes[i].get_ylim() for i in (2, 3)}
+    assert len(replica_limits) == 1, replica_limits
+    assert len(load_limits) == 1, load_limits
+    assert replica_limits.pop()[1] >= 32
+    assert load_limits.pop()[1] >= 40

@@ -38,20 +38,26 @@ def _grid(plt: Any, count: int, title: str) -> tuple[Any, Any]:
 
 
 def plot_replicas(path: Path, rows: list[dict[str, Any]], pool_names: list[str]) -> Path:
-    """Stacked desired replicas per pool and the offered load, one panel per policy."""
+    """Stacked desired replicas per pool and the offered load, one panel per policy; every
+    panel has the same replica and load scales, so that policies compare by eye."""
     plt = _pyplot()
     window = f"{rows[0]['window']}, seed {rows[0]['seed']}"
     fig, axes = _grid(plt, len(rows), f"Replicas per pool (stacked) and load over time — {window}")
+    top_replicas = max(max((sum(r) for r in row["series"]["replicas"]), default=0)
+                       for row in rows)
+    top_load = max(max(row["series"]["load_rps"], default=0.0) for row in rows)
     for axis, row in zip(axes, rows, strict=True):
         series = row["series"]
         minutes = np.asarray(series["time_s"]) / 60.0
         replicas = np.asarray(series["replicas"], dtype=float).T
         axis.stackplot(minutes, replicas, labels=pool_names, step="post", alpha=0.7)
         axis.set_ylabel("replicas")
+        axis.set_ylim(0, max(top_replicas, 1) * 1.05)
         axis.set_title(row["policy"], fontsize=9, loc="left")
         load = axis.twinx()
         load.plot(minutes, series["load_rps"], color="black", linewidth=1.0, label="load")
         load.set_ylabel("req/s")
+        load.set_ylim(0, max(top_load, 1e-9) * 1.05)
     axes[0].legend(loc="upper left", fontsize=7)
     axes[-1].set_xlabel("time (min)")
     return _save(plt, fig, path)
