@@ -6,8 +6,10 @@ decisions go through the real observation builder, shield and heuristics (or bun
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import re
 import subprocess
 import sys
 import urllib.error
@@ -38,10 +40,10 @@ from rlscale.controller.observability import (
     ControllerMetrics,
     EventRecorder,
     HealthServer,
-    JsonFormatter,
 )
 from rlscale.controller.policies import PolicySetup, TrackedPolicy, build_policy_setup
 from rlscale.controller.sources import CollectedMetrics
+from rlscale.logformat import JsonFormatter, TextFormatter, formatter_for
 from rlscale.metrics.observation import ObservationBuilder
 from rlscale.metrics.snapshot import PodSample
 
@@ -488,6 +490,32 @@ def test_one_json_log_line_per_decision(caplog: pytest.LogCaptureFixture) -> Non
     assert entry["message"].startswith("decision StaleMetrics: keeping the current state")
 
 
+def test_the_text_log_format_is_one_readable_line_with_the_same_fields(
+        caplog: pytest.LogCaptureFixture) -> None:
+    loop, _ = make_loop(parse_config(config_data()), _stale, policy=Wants())
+    with caplog.at_level(logging.INFO, logger="rlscale.controller"):
+        loop.run_once(30.0)
+    record = next(r for r in caplog.records if getattr(r, "fields", {}).get("event") == "decision")
+    line = TextFormatter().format(record)
+    assert "\n" not in line
+    assert not line.startswith("{")
+    assert re.match(r"^\d\d:\d\d:\d\d\.\d{3}Z WARNING decision StaleMetrics: keeping", line), line
+    assert ' replicas={"a":2,"b":1}' in line
+    assert " kept=true" in line
+
+
+@pytest.mark.parametrize(("tty", "chosen", "wanted"), [
+    (True, "auto", TextFormatter), (False, "auto", JsonFormatter),
+    (True, "json", JsonFormatter), (False, "text", TextFormatter)])
+def test_auto_log_format_is_text_on_a_terminal_json_elsewhere(
+        tty: bool, chosen: Any, wanted: type) -> None:
+    class Stream(io.StringIO):
+        def isatty(self) -> bool:
+            return tty
+
+    assert type(formatter_for(chosen, Stream())) is wanted
+
+
 def test_decision_record_to_dict_is_json() -> None:
     record = DecisionRecord(0.0, "act", True, "StaleMetrics", "none", "StaleMetrics", {}, {},
                             {})
@@ -520,7 +548,7 @@ def test_cli_once_with_a_corrupt_bundle(tmp_path: Path, monkeypatch: pytest.Monk
     fake = clients(FakeApps(deployment("vllm-a", replicas=2), deployment("vllm-b", replicas=1)),
                    FakeCore(), FakeCustom(httproute({"svc-a": 1, "svc-b": 1})))
     monkeypatch.setattr(cli, "load_clients", lambda _path: fake)
-    monkeypatch.setattr(cli, "configure_logging", lambda level: None)
+    monkeypatch.setattr(cli, "configure_logging", lambda level, log_format: None)
     assert cli.main(["--config", str(path), "--once", "--mode", "act"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["reason"] == "BundleLoadFailed"

@@ -311,6 +311,26 @@ async def _twin(tmp_path: Path, **kwargs: Any) -> Twin:
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize("log_format", ["text", "json", "auto"])
+async def test_the_twin_prints_text_for_people_and_json_for_logs(
+        tmp_path: Path, log_format: Any) -> None:
+    twin = await _twin(tmp_path, log_format=log_format)
+    try:
+        out = twin.out.getvalue().splitlines()  # type: ignore[attr-defined]
+    finally:
+        await twin.close()
+    assert len(out) > 3
+    if log_format == "text":
+        assert out[0].startswith("rlscale twin: scenario ")
+        assert not any(line.startswith("{") for line in out)
+    else:  # a StringIO is no terminal: auto gives JSON
+        entries = [json.loads(line) for line in out]
+        assert entries[0]["message"].startswith("rlscale twin: scenario ")
+        assert {e["logger"] for e in entries} == {"rlscale.twin"}
+        assert all(e["level"] == "info" and e["time"].endswith("+00:00") for e in entries)
+
+
+@pytest.mark.asyncio
 async def test_the_twin_mirrors_the_simulator_and_serves_pod_metrics(tmp_path: Path) -> None:
     twin = await _twin(tmp_path)
     kube = twin.kube

@@ -1,7 +1,7 @@
 """``rlscale controller`` / ``python -m rlscale.controller``: run the in-cluster controller.
 
     python -m rlscale.controller --config controller.yaml [--kubeconfig PATH] [--mode shadow]
-                                 [--once] [--log-level INFO]
+                                 [--once] [--log-level INFO] [--log-format auto|text|json]
 
 Exit codes: 0 after a clean stop (SIGTERM or SIGINT), 2 for a bad config (the message names
 the field) or bad arguments, 1 when the Kubernetes API cannot be configured. A policy bundle
@@ -32,12 +32,12 @@ from rlscale.controller.observability import (
     ControllerMetrics,
     EventRecorder,
     HealthServer,
-    configure_logging,
 )
 from rlscale.controller.policies import build_policy_setup
 from rlscale.controller.prometheus import PrometheusSource
 from rlscale.controller.sources import MetricSource, PodScrapeSource
 from rlscale.controller.validation import ConfigError
+from rlscale.logformat import LOG_FORMATS, configure_logging
 
 log = logging.getLogger("rlscale.controller")
 
@@ -105,13 +105,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="run one iteration, print its decision as JSON, exit")
     parser.add_argument("--log-level", default="INFO",
                         choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    parser.add_argument("--log-format", default="auto", choices=LOG_FORMATS,
+                        help="log lines on stderr: text (for people), json (one object per "
+                             "line, for log collectors) or auto (default: text on a terminal, "
+                             "else json)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the controller; returns the process exit code."""
     args = _parser().parse_args(argv)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     try:
         config = load_config(args.config)
         if args.mode is not None:

@@ -22,7 +22,7 @@ name                                        type       meaning
 
 :class:`HealthServer` serves ``/metrics``, ``/healthz`` (the process is alive) and
 ``/readyz`` (the config is loaded and a control iteration finished recently) from a daemon
-thread (stdlib ``http.server``). :class:`JsonFormatter` writes one JSON object per log line;
+thread (stdlib ``http.server``). :mod:`rlscale.logformat` formats the log lines;
 :class:`EventRecorder` creates ``v1`` Events (``ScaledUp``, ``ScaledDown``,
 ``WeightsChanged``) on the objects changed.
 """
@@ -30,7 +30,6 @@ thread (stdlib ``http.server``). :class:`JsonFormatter` writes one JSON object p
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -144,37 +143,6 @@ def _handler(metrics: ControllerMetrics,
             """Probes every few seconds would flood the log: stay quiet."""
 
     return Handler
-
-
-# ---------------------------------------------------------------------------------- logs
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ``time`` (ISO 8601 UTC), ``level``, ``logger``, ``message``,
-    plus the record's ``fields`` (pass ``extra={"fields": {...}}``)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, tz=timezone.utc).isoformat(
-                timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
-            entry.update(fields)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, sort_keys=False)
-
-
-def configure_logging(level: str = "INFO") -> None:
-    """Send log records to stderr as JSON lines (once: calling again only sets the level)."""
-    root = logging.getLogger()
-    if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
-        handler = logging.StreamHandler()
-        handler.setFormatter(JsonFormatter())
-        root.addHandler(handler)
-    root.setLevel(level.upper())
 
 
 # ---------------------------------------------------------------------------------- events

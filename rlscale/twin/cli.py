@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from rlscale.configschema import ConfigError
+from rlscale.logformat import LOG_FORMATS, configure_logging
 from rlscale.metrics.exposition import Spelling
 from rlscale.sim.scenario import DEFAULT_SCENARIO, load_scenario
 from rlscale.sim.workload import TraceFormatError, WorkloadConfigError
@@ -67,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="vLLM metric names the pods serve: new (vLLM >= 0.11), old "
                              "(gpu_cache_usage_perc, time_per_output_token_seconds) or "
                              "underscore (vllm_ instead of vllm:)")
+    parser.add_argument("--log-format", default="auto", choices=LOG_FORMATS,
+                        help="status lines and logs: text (for people), json (one object per "
+                             "line) or auto (default: text on a terminal, else json)")
     return parser
 
 
@@ -85,6 +89,7 @@ async def _serve(twin: Twin) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the twin; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    configure_logging("WARNING", args.log_format)
     try:
         from rlscale.twin.runner import Twin, TwinError, TwinOptions
     except ImportError as err:
@@ -99,7 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             kubeconfig_out=args.kubeconfig_out or None,
             controller_config_out=args.controller_config_out or None,
             prometheus_sd=args.prometheus_sd, seed=args.seed, duration_s=args.duration,
-            tick_s=args.tick, status_every_s=args.status_every, spelling=args.metric_names)
+            tick_s=args.tick, status_every_s=args.status_every, spelling=args.metric_names,
+            log_format=args.log_format)
         twin = Twin(options, scenario)
     except (ConfigError, WorkloadConfigError, TraceFormatError) as err:
         print(f"rlscale twin: {err}", file=sys.stderr)

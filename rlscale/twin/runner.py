@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from typing import Any, TextIO
 import aiohttp.web
 import numpy as np
 
+from rlscale.logformat import JsonFormatter, LogFormat, resolve_format
 from rlscale.metrics.exposition import Spelling
 from rlscale.sim.cluster import Cluster
 from rlscale.sim.export import cluster_snapshot
@@ -72,6 +74,8 @@ class TwinOptions:
         tick_s: wall seconds between simulator advances.
         status_every_s: wall seconds between status lines (0: none).
         spelling: metric names the pods serve.
+        log_format: the printed lines as they are (``text``), as JSON objects (``json``), or
+            ``auto``: text when the output is a terminal, else JSON.
     """
 
     scenario: str = DEFAULT_SCENARIO
@@ -89,6 +93,7 @@ class TwinOptions:
     tick_s: float = 0.2
     status_every_s: float = 5.0
     spelling: Spelling = "new"
+    log_format: LogFormat = "auto"
 
     def __post_init__(self) -> None:
         if not self.speed > 0:
@@ -114,6 +119,7 @@ class Twin:
         self.options = options
         self.scenario = scenario
         self.out = out
+        self._json_lines = resolve_format(options.log_format, out) == "json"
         seed = scenario.seed if options.seed is None else options.seed
         self.seed = seed
         rng = np.random.default_rng(seed)
@@ -247,6 +253,10 @@ class Twin:
 
     # ------------------------------------------------------------------ reporting
     def _print(self, line: str) -> None:
+        if self._json_lines:
+            line = JsonFormatter().format(logging.makeLogRecord(
+                {"name": "rlscale.twin", "levelname": "INFO", "levelno": logging.INFO,
+                 "msg": line}))
         print(line, file=self.out, flush=True)
 
     def _write_files(self) -> None:
