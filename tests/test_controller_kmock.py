@@ -194,6 +194,8 @@ async def test_the_control_loop_against_the_api(kmock: Any) -> None:
     assert record.replicas == {"a": 3, "b": 1}
     assert kmock.objects[DEPLOYMENTS, "llm", "vllm-a"]["spec"]["replicas"] == 3
     weights = kmock.objects[ROUTES, "llm", "vllm"]["spec"]["rules"][0]["backendRefs"]
-    assert [w["weight"] for w in weights] == [878, 122]  # ready replicas x capacity_rps
+    # the static policy's configured replicas x capacity_rps (3 x 12 : 1 x 5), per mille;
+    # not the ready replicas (2 x 12 : 1 x 5 would be 828 : 172)
+    assert [w["weight"] for w in weights] == [878, 122]
     events = [obj.raw for key, obj in kmock.objects.items() if key[0] == EVENTS]
     assert sorted(e["reason"] for e in events) == ["ScaledUp", "WeightsChanged"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -22,10 +21,7 @@ from typing import Any
 
 import pytest
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(sys.version_info < (3, 11), reason="the twin needs kmock (Python >= 3.11)"),
-]
+pytestmark = pytest.mark.slow
 pytest.importorskip("kmock")
 pytest.importorskip("kubernetes")
 

@@ -1,9 +1,17 @@
-"""Fidelity of the simulated replicas against their profiles' published figures.
+"""Internal consistency of the simulated replicas under sustained load (not agreement with
+published data).
 
-``tests/test_profiles.py`` replays every published burst (10 and 320 ShareGPT prompts, TTFT,
-inter-token latency, output throughput) through the engine and requires 10 % agreement. Here:
-the knee of latency versus load under Poisson arrivals sits where the steady-state saturation
-throughput — the figure the published throughput pins — says it should.
+Agreement with published figures is ``tests/test_profiles.py``'s job: it replays every
+published burst (10 and 320 ShareGPT prompts; TTFT, inter-token latency, output throughput)
+through the engine and requires 10 % agreement. Here the engine is checked against a closed
+form computed from the same profile coefficients: the knee of TTFT versus Poisson load lies
+where the steady-state saturation throughput (:func:`rlscale.sim.profile_fit.steady_state`)
+says it should — p50 TTFT below 1.0 s at 90 % of it (0.13-0.40 s measured) and above 10 s at
+110 % (16.5-63.6 s measured). The margins are wide on purpose: the test catches an engine
+whose queueing disagrees with its own profile (a knee in the wrong place), not a profile that
+disagrees with the hardware. None of the public figures collected for calibration
+(``../shared/data/calibration.md``) measures a knee under Poisson load, so there is nothing
+published to tighten it against.
 """
 
 from __future__ import annotations
