@@ -124,7 +124,7 @@ def test_ppo_fine_tuning_improves_the_return(tmp_path: Path,
     for seeds 0-2), a uniformly random policy (2.5) and a learner whose updates do nothing
     (learning rate 1e-9: 3.5) stay under; trained, seeds 0-2 reach 7.3-7.4 of the best 8.6.
     About 45-95 s on 2 busy cores."""
-    from rlscale.agents.ppo import train
+    from rlscale.training.ppo import train
 
     scenario = _cost_first_scenario(tmp_path)
     config = load_train_config(None, [
