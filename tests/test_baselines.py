@@ -439,6 +439,7 @@ def _episode(scenario: str, name: str) -> tuple[PolicyContext, list[Decision], l
     return ctx, decisions, start
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", ["single-pool", "hetero-3pool"])
 @pytest.mark.parametrize("name", sorted(BASELINES))
 def test_baselines_run_in_the_environment_within_limits(scenario: str, name: str) -> None:
@@ -454,5 +455,6 @@ def test_baselines_run_in_the_environment_within_limits(scenario: str, name: str
         assert max(d.replicas[0] for d in decisions) > start[0]
 
 
+@pytest.mark.slow
 def test_baseline_decisions_are_deterministic_after_reset() -> None:
     assert _episode("hetero-3pool", "kpa")[1] == _episode("hetero-3pool", "kpa")[1]

@@ -147,6 +147,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "obs": np.array(raw, dtype=np.float32), "desired": desired, "torch": torch}
 
 
+@pytest.mark.slow  # the module fixture trains PPO briefly
 def test_numpy_runtime_matches_maskable_ppo(trained: dict[str, Any]) -> None:
     model, vec, policy = trained["model"], trained["vec"], trained["policy"]
     torch = trained["torch"]
@@ -171,6 +172,7 @@ def test_numpy_runtime_matches_maskable_ppo(trained: dict[str, Any]) -> None:
     np.testing.assert_array_equal(ours, expected)
 
 
+@pytest.mark.slow  # the module fixture trains PPO briefly
 def test_bundle_records_training_setup(trained: dict[str, Any]) -> None:
     bundle, env = trained["policy"].bundle, trained["env"]
     assert bundle.layer_sizes == (env.builder.size, 32, 32, 10)

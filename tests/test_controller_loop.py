@@ -596,6 +596,7 @@ print(json.dumps({{"code": code, "healthz": seen.get("healthz"), "holder": seen.
 """
 
 
+@pytest.mark.slow
 def test_serve_mode_answers_probes_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     import socket
 

@@ -153,6 +153,7 @@ def test_every_kustomization_renders(rendered: Rendered) -> None:
 
 
 # ---------------------------------------------------------------------------------- schemas
+@pytest.mark.slow
 @pytest.mark.parametrize("version", [MIN_KUBERNETES, "latest"])
 def test_builtin_kinds_validate_strictly(rendered: Rendered, version: str) -> None:
     kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate (dev extra)")

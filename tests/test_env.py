@@ -62,8 +62,8 @@ def test_stable_baselines3_env_checker_passes_without_warnings() -> None:
 def test_a_bare_env_truncates_where_gymnasium_make_does() -> None:
     """A plain ``while not (terminated or truncated)`` loop over the class ends, at the same
     step as over ``gymnasium.make`` (whose ``TimeLimit`` comes from the registration)."""
-    for env, expected in ((_short(), 10), (make_env("single-pool"), 60),
-                          (_short(max_episode_steps=3), 3)):
+    made = make_env("single-pool", overrides={"episode": {"duration_s": 300}})
+    for env, expected in ((_short(), 10), (made, 10), (_short(max_episode_steps=3), 3)):
         env.reset(seed=0)
         steps, terminated, truncated = 0, False, False
         while not (terminated or truncated) and steps < 100:
@@ -98,6 +98,7 @@ def _same(a: list[Any], b: list[Any]) -> bool:
     return pickle.dumps(a) == pickle.dumps(b)
 
 
+@pytest.mark.slow
 def test_one_seed_gives_identical_rollouts_another_seed_does_not() -> None:
     first = _rollout(_short(), seed=3, steps=6)
     second = _rollout(_short(), seed=3, steps=6)
@@ -118,6 +119,7 @@ def test_the_env_pickles_mid_episode_and_continues_identically() -> None:
     assert a[1] == b[1]
 
 
+@pytest.mark.slow
 def test_runs_under_subproc_vec_env() -> None:
     vec_env = pytest.importorskip("stable_baselines3.common.vec_env")
     envs = vec_env.SubprocVecEnv([lambda: _short(), lambda: _short()], start_method="fork")

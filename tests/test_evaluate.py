@@ -64,6 +64,7 @@ def test_tune_has_its_own_usage_and_help(capsys: pytest.CaptureFixture[str]) -> 
     assert "--no-plots" not in out
 
 
+@pytest.mark.slow
 def test_the_oracle_run_is_reproducible_and_judges_every_request() -> None:
     task = Task("hetero-3pool", PolicySpec("oracle"), Window("w", 9101, 0.0), 0, "test")
     first, second = run_task(task), run_task(task)
@@ -96,6 +97,7 @@ def test_aggregate_gives_one_row_per_policy_with_cis() -> None:
     assert "| a |" in markdown_table(table)
 
 
+@pytest.mark.slow
 def test_cli_writes_results_table_and_plots(tmp_path: Path) -> None:
     code = main(["--policies", "oracle", "--seeds", "0", "--no-tune", "--quiet",
                  "--out", str(tmp_path), "--workers", "1"])

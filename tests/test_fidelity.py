@@ -42,6 +42,7 @@ def _p50_ttft(profile_name: str, rate_per_s: float, duration_s: float = 1200.0) 
     return float(summarize_requests(cluster.log, SLO())["ttft_s"]["p50"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", builtin_profile_names())
 def test_latency_knee_is_within_10_percent_of_saturation_throughput(name: str) -> None:
     saturation_rps = steady_state(load_profile(name), PROMPT, OUTPUT).output_tok_s / OUTPUT

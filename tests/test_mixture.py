@@ -118,6 +118,7 @@ def test_a_trace_family_replays_windows_inside_its_offset_range(tmp_path: Path) 
         short.draw(np.random.default_rng(0), 900.0, scenario.cluster, scenario.slo.itl_s)
 
 
+@pytest.mark.slow
 def test_the_env_draws_a_family_per_episode_deterministically() -> None:
     mixture = parse_mixture({"families": [
         {"name": "conv", "workload": DIURNAL, "weight": 3},

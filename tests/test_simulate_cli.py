@@ -21,6 +21,7 @@ def _summary(out: Path) -> dict[str, object]:
     return data
 
 
+@pytest.mark.slow
 def test_default_scenario_writes_summary_and_per_request_csv(tmp_path: Path) -> None:
     args = ["--quiet", "--out", str(tmp_path), "--per-request-csv"]
     assert main(args) == 0
