@@ -141,3 +141,29 @@ def test_replica_panels_share_one_scale_across_policies(
     assert len(load_limits) == 1, load_limits
     assert replica_limits.pop()[1] >= 32
     assert load_limits.pop()[1] >= 40
+
+
+def test_tune_writes_tuned_json_with_the_seeds_asked_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from rlscale.evaluate import cli
+    from rlscale.evaluate.tune_cli import main as tune_main
+
+    calls: list[dict[str, object]] = []
+
+    def fake_tune(scenario: object, ref: str, specs: list[PolicySpec],
+                  **kwargs: object) -> tuple[list[PolicySpec], dict[str, object]]:
+        calls.append({"specs": [s.name for s in specs], **kwargs})
+        record = {"policies": {"hpa": {"chosen": {"target": 0.2}, "met_target": True}}}
+        return specs, record
+
+    monkeypatch.setattr(cli, "tune", fake_tune)
+    assert tune_main(["--policies", "hpa", "--seeds", "3,4", "--quiet", "--out",
+                      str(tmp_path)]) == 0
+    assert calls[0]["specs"] == ["hpa"]
+    assert calls[0]["seeds"] == [3, 4]
+    assert json.loads((tmp_path / "tuned.json").read_text())["policies"]["hpa"]["chosen"] == {
+        "target": 0.2}
+    assert "hpa: {'target': 0.2} (target met: True)" in capsys.readouterr().out
+    assert tune_main(["--seeds", "x", "--out", str(tmp_path)]) == 2
+    assert "--seeds: expected comma-separated integers" in capsys.readouterr().err
