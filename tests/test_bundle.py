@@ -188,6 +188,7 @@ def test_bundle_records_training_setup(trained: dict[str, Any]) -> None:
     assert low.dtype == np.float32
 
 
+@pytest.mark.slow  # the module fixture trains PPO briefly
 def test_decide_through_the_shield(trained: dict[str, Any]) -> None:
     policy, env = trained["policy"], trained["env"]
     observed = env.policy_input()
