@@ -1,6 +1,9 @@
-"""The clairvoyant oracle: it reads the episode's future arrivals and provisions ahead.
+"""The look-ahead heuristic (``lookahead``; formerly "oracle"): it reads the episode's future
+arrivals and provisions ahead.
 
-It is the lower bound of cost at the SLO that every policy is measured against. At time ``t``
+It is a tuned heuristic with perfect foresight of arrivals, not a bound: its tuned point can
+miss the SLO target, and cheaper schedules exist. The exact bound is the clairvoyant cost floor
+(:mod:`rlscale.evaluate.floor`, policy ``floor``). At time ``t``
 it computes, for every future control interval, the request rate that will arrive (averaged
 over ``smoothing_s``) and the replicas that rate needs, filling pools in order of price per unit
 of capacity (cheapest first, up to each pool's limit). Pool ``i`` then asks for the most replicas

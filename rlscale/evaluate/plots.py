@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from rlscale.evaluate.curves import frontier
 
 
 def _pyplot() -> Any:
@@ -18,15 +21,17 @@ def _pyplot() -> Any:
 
 
 def plot_all(out: Path, rows: list[dict[str, Any]], aggregated: list[dict[str, Any]],
-             pool_names: list[str], slo_ttft_s: float, slo_target: float) -> list[Path]:
-    """Write every plot into ``out``; returns their paths."""
+             pool_names: list[str], slo_ttft_s: float, slo_target: float,
+             curves: Mapping[str, list[tuple[float, float]]] | None = None) -> list[Path]:
+    """Write every plot into ``out``; returns their paths. ``curves``: each baseline's
+    (attainment, cost) points, drawn with their frontier on the Pareto view."""
     first = rows[0]
     sample = [r for r in rows if r["window"] == first["window"] and r["seed"] == first["seed"]]
     return [
         plot_replicas(out / "replicas.png", sample, pool_names),
         plot_weights(out / "weights.png", sample, pool_names),
         plot_ttft(out / "ttft.png", sample, slo_ttft_s),
-        plot_pareto(out / "pareto.png", aggregated, slo_target),
+        plot_pareto(out / "pareto.png", aggregated, slo_target, curves),
     ]
 
 
@@ -97,10 +102,18 @@ def plot_ttft(path: Path, rows: list[dict[str, Any]], slo_ttft_s: float) -> Path
     return _save(plt, fig, path)
 
 
-def plot_pareto(path: Path, aggregated: list[dict[str, Any]], slo_target: float) -> Path:
-    """Cost against SLO attainment per policy (means with 95 % CIs); lower right is better."""
+def plot_pareto(path: Path, aggregated: list[dict[str, Any]], slo_target: float,
+                curves: Mapping[str, list[tuple[float, float]]] | None = None) -> Path:
+    """Cost against SLO attainment per policy (means with 95 % CIs) and each baseline's swept
+    points with their frontier (a line); lower right is better."""
     plt = _pyplot()
-    fig, axis = plt.subplots(figsize=(7, 5))
+    fig, axis = plt.subplots(figsize=(8, 5.5))
+    for name, points in (curves or {}).items():
+        atts, costs = [a for a, _ in points], [c for _, c in points]
+        line = frontier(atts, costs)
+        drawn = axis.plot([c for _, c in line], [a for a, _ in line], "-", linewidth=1.2,
+                          label=f"{name} curve")
+        axis.scatter(costs, atts, s=9, alpha=0.45, color=drawn[0].get_color())
     for row in aggregated:
         x_err = None if np.isnan(row["cost_usd_ci95"]) else row["cost_usd_ci95"]
         y_err = None if np.isnan(row["slo_attainment_ci95"]) else row["slo_attainment_ci95"]

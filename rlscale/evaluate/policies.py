@@ -12,15 +12,22 @@ from rlscale.agents.numpy_policy import BundlePolicy
 from rlscale.agents.policy import Policy, PolicyContext
 from rlscale.agents.shield import Shield, ShieldedPolicy
 from rlscale.configschema import ConfigError
+from rlscale.evaluate.floor import FloorPolicy
 from rlscale.evaluate.oracle import OraclePolicy
 from rlscale.metrics.observation import ObservationConfig
+from rlscale.sim.scenario import Scenario
 
-DEFAULT_POLICIES = ("static", "hpa", "kpa", "keda", "planner", "oracle")
+DEFAULT_POLICIES = ("static", "hpa", "kpa", "keda", "planner", "lookahead")
 """What ``rlscale evaluate`` runs when ``--policies`` is not given."""
 
-POLICY_NAMES = ("ppo", *BASELINES, "oracle")
+LOOKAHEAD_NAMES = ("lookahead", "oracle")
+"""The look-ahead heuristic (it reads the future arrivals but is a tuned heuristic, not a
+bound; ``oracle`` is its former name, still accepted). The bound is ``floor``."""
+
+POLICY_NAMES = ("ppo", *BASELINES, *LOOKAHEAD_NAMES, "floor")
 """Every policy name evaluation accepts: the shipped (or a given) PPO bundle, the heuristic
-baselines and the clairvoyant oracle. Help texts and error messages list these."""
+baselines, the look-ahead heuristic and the clairvoyant cost floor. Help texts and error
+messages list these."""
 
 
 @dataclass(frozen=True)
@@ -68,23 +75,34 @@ def parse_policies(text: str) -> list[PolicySpec]:
     return specs
 
 
-def build_policy(spec: PolicySpec, context: PolicyContext) -> Policy:
+def build_policy(spec: PolicySpec, context: PolicyContext,
+                 scenario: Scenario | None = None) -> Policy:
     """Instantiate a policy for an environment's context.
 
     ``ppo`` (knob ``bundle``: a policy bundle directory; ``fallback``: a baseline, default
     ``planner``; ``unfamiliar``: the familiarity gate's threshold, a smoothed mean |z|, or
     ``off``) runs the bundle's numpy policy behind the shield, which falls back to the
     baseline when the observation is NaN, outside the range seen in training, or unfamiliar.
+    ``floor`` (knob ``capacity_fraction``) runs the clairvoyant cost floor's schedule and
+    needs the ``scenario`` (profiles, inventory).
     """
     if spec.name not in POLICY_NAMES:
         raise ConfigError(f"unknown policy {spec.name!r}; valid: {', '.join(POLICY_NAMES)}")
     if spec.name == "ppo":
         return _bundle_policy(spec, context)
-    if spec.name == "oracle":
+    if spec.name in LOOKAHEAD_NAMES:
         try:
             return OraclePolicy(context, **spec.knobs)
         except TypeError as err:
-            raise ConfigError(f"oracle: {err}") from None
+            raise ConfigError(f"{spec.name}: {err}") from None
+    if spec.name == "floor":
+        if scenario is None:
+            raise ConfigError("floor: needs the scenario (profiles and GPU inventory)")
+        try:
+            return FloorPolicy(context, scenario, **spec.knobs)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"floor: {err}") from None
+
     try:
         return make_baseline(spec.name, context, **spec.knobs)
     except ValueError as err:
@@ -151,7 +169,7 @@ def packaged_bundle(pools: list[str]) -> str | None:
 
 def tunable(spec: PolicySpec) -> tuple[str, tuple[float, ...]] | None:
     """The policy's main knob and its candidate values, if it has one."""
-    if spec.name == "oracle":
+    if spec.name in LOOKAHEAD_NAMES:
         return OraclePolicy.TUNABLE, OraclePolicy.TUNE_GRID
     factory = BASELINES.get(spec.name)
     knob = getattr(factory, "TUNABLE", None)

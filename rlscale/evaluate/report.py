@@ -5,16 +5,20 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rlscale.evaluate.curves import EqualSlo
+
 METRICS = ("slo_attainment", "cost_usd", "gpu_hours", "ttft_p50_s", "ttft_p90_s", "ttft_p99_s",
            "itl_p50_s", "itl_p90_s", "itl_p99_s", "e2e_p50_s", "e2e_p90_s", "e2e_p99_s",
            "e2e_mean_s", "kv_utilization", "throughput_tok_s", "failed", "requests",
-           "scaling_actions", "invalid_decisions")
-"""Columns of results.csv, in order (seconds, dollars, GPU-hours, fractions, counts)."""
+           "scaling_actions", "invalid_decisions", "shield_interventions", "fallbacks")
+"""Columns of results.csv, in order (seconds, dollars, GPU-hours, fractions, counts;
+``shield_interventions`` and ``fallbacks`` count decisions per episode)."""
 
 # Two-sided 95 % Student-t quantiles by degrees of freedom (1-30); 1.96 beyond.
 _T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
@@ -42,7 +46,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         agg: dict[str, Any] = {"policy": policy, "window": "all", "seed": "all",
                                "runs": len(mine), "split": mine[0]["split"]}
         for metric in METRICS:
-            mean, half = ci95([float(row[metric]) for row in mine])
+            mean, half = ci95([float(row.get(metric, math.nan)) for row in mine])
             agg[metric], agg[f"{metric}_ci95"] = mean, half
         out.append(agg)
     return out
@@ -74,19 +78,31 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def markdown_table(aggregated: list[dict[str, Any]]) -> str:
-    """The headline table (means ± 95 % CI half-widths)."""
+def markdown_table(aggregated: list[dict[str, Any]],
+                   equal_slo: Mapping[str, Mapping[str, EqualSlo]] | None = None) -> str:
+    """The headline table (means ± 95 % CI half-widths); with ``equal_slo`` (``{policy:
+    {curve: EqualSlo}}``) a column per curve with the policy's cost at equal SLO."""
+    curves = list(dict.fromkeys(c for per in (equal_slo or {}).values() for c in per))
     header = ("| policy | SLO attainment | cost ($) | GPU-h | TTFT p90 (s) | ITL p90 (s) | "
-              "e2e mean (s) | KV util | failed | scaling actions |")
-    lines = [header, "|" + "---|" * 10]
+              "e2e mean (s) | KV util | failed | scaling actions | shield | fallbacks |"
+              + "".join(f" cost at equal SLO vs {c} |" for c in curves))
+    lines = [header, "|" + "---|" * (12 + len(curves))]
     for row in aggregated:
+        ratios = (equal_slo or {}).get(row["policy"], {})
         lines.append(
             f"| {row['policy']} | {_pm(row, 'slo_attainment', '.1%')} | "
             f"{_pm(row, 'cost_usd', '.2f')} | {_pm(row, 'gpu_hours', '.2f')} | "
             f"{_pm(row, 'ttft_p90_s', '.2f')} | {_pm(row, 'itl_p90_s', '.3f')} | "
             f"{_pm(row, 'e2e_mean_s', '.1f')} | {_pm(row, 'kv_utilization', '.1%')} | "
-            f"{row['failed']:.0f} | {row['scaling_actions']:.0f} |")
+            f"{row['failed']:.0f} | {row['scaling_actions']:.0f} | "
+            f"{_count(row, 'shield_interventions')} | {_count(row, 'fallbacks')} |"
+            + "".join(f" {ratios[c].text() if c in ratios else '—'} |" for c in curves))
     return "\n".join(lines)
+
+
+def _count(row: dict[str, Any], metric: str) -> str:
+    value = row.get(metric, math.nan)
+    return "n/a" if math.isnan(value) else f"{value:.0f}"
 
 
 def _pm(row: dict[str, Any], metric: str, fmt: str) -> str:

@@ -37,7 +37,7 @@ def run_task(task: Task) -> dict[str, Any]:
     judged_on = policy_observation(task.policy, [p.name for p in scenario.cluster.pools])
     env = LLMClusterEnv(scenario, window=task.window, load_scale=1.0, observation=judged_on)
     observation, _ = env.reset(seed=task.seed)
-    policy = build_policy(task.policy, env.policy_context())
+    policy = build_policy(task.policy, env.policy_context(), scenario)
     policy.reset()
     prepare: Callable[..., None] | None = getattr(policy, "prepare", None)
     if prepare is not None and env.episode_workload is not None:
@@ -46,12 +46,15 @@ def run_task(task: Task) -> dict[str, Any]:
     series: dict[str, list[Any]] = {"time_s": [], "replicas": [], "ready": [], "weights": [],
                                     "ttft_p90_s": [], "slo_attainment": [], "cost_usd": []}
     reasons: Counter[str] = Counter()
-    invalid = 0
+    invalid = shielded = fallbacks = 0
     for _ in range(env.config.max_episode_steps):
         decision = policy.decide(env.policy_input(observation))
         invalid += not decision.valid
         reasons[decision.reason] += 1
         observation, _, _, _, info = env.step_decision(decision)
+        interventions = [*_policy_interventions(policy), *info.get("shield", [])]
+        shielded += bool(interventions)
+        fallbacks += any(i.startswith("Fallback") for i in interventions)
         series["time_s"].append(info["time_s"])
         series["replicas"].append(info["replicas"])
         series["ready"].append(info["ready"])
@@ -63,7 +66,15 @@ def run_task(task: Task) -> dict[str, Any]:
     summary = env.episode_summary()
     return {"policy": task.policy.label, "window": task.window.name, "seed": task.seed,
             "split": task.split, **summary, "invalid_decisions": invalid,
+            "shield_interventions": shielded, "fallbacks": fallbacks,
             "reasons": dict(reasons), "series": series}
+
+
+def _policy_interventions(policy: object) -> tuple[str, ...]:
+    """The interventions of a shielded policy's last decision (none for other policies)."""
+    last = getattr(policy, "last", None)
+    found = getattr(last, "interventions", ())
+    return tuple(str(i) for i in found) if isinstance(found, tuple) else ()
 
 
 def _load(env: LLMClusterEnv, times: list[float]) -> list[float]:

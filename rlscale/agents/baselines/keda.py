@@ -19,6 +19,7 @@ external queue metric it is not woken by demand (see the README).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar
 
 from rlscale.agents.baselines._common import (
@@ -27,6 +28,7 @@ from rlscale.agents.baselines._common import (
     as_count,
     clamp,
     non_negative,
+    per_pool,
     positive,
 )
 from rlscale.agents.baselines.hpa import behavior_rules
@@ -38,7 +40,8 @@ class KedaScaler(PerPoolBaseline):
     """KEDA Prometheus trigger on the pool's total waiting requests, per pool.
 
     Knobs:
-        threshold: waiting requests per replica (the HPA's ``AverageValue``; default 5).
+        threshold: waiting requests per replica (the HPA's ``AverageValue``; default 5), one
+            number or one per pool.
         activation_threshold: the trigger is active above this many waiting requests
             (default 0).
         cooldown_s: inactive seconds before scaling to 0 when ``min_replica_count`` is 0
@@ -52,16 +55,17 @@ class KedaScaler(PerPoolBaseline):
     TUNABLE: ClassVar[str] = "threshold"
     TUNE_GRID: ClassVar[tuple[float, ...]] = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 
-    def __init__(self, context: PolicyContext, *, threshold: float = 5.0,
+    def __init__(self, context: PolicyContext, *, threshold: float | Sequence[float] = 5.0,
                  activation_threshold: float = 0.0, cooldown_s: float = 300.0,
                  min_replica_count: float = 1, tolerance: float = TOLERANCE,
                  stabilization_window_s: float = 300.0) -> None:
-        positive(self.name, threshold=threshold)
+        thresholds = per_pool(f"{self.name}: threshold", threshold, context.pool_count)
+        positive(self.name, threshold=min(thresholds))
         non_negative(self.name, activation_threshold=activation_threshold, cooldown_s=cooldown_s,
                      min_replica_count=min_replica_count, tolerance=tolerance,
                      stabilization_window_s=stabilization_window_s)
         self.context = context
-        self.threshold = threshold
+        self.thresholds = thresholds
         self.activation_threshold = activation_threshold
         self.cooldown_s = cooldown_s
         self.tolerance = tolerance
@@ -107,9 +111,9 @@ class KedaScaler(PerPoolBaseline):
             reason = "TooManyReplicas" if current > high else "TooFewReplicas"
             return PoolResult(bound, reason, f"{state}; {current} -> {bound} (limits)")
         status = pool.ready_replicas + pool.starting_replicas + pool.pending_replicas
-        calc = external_per_pod_replicas(waiting, status, self.threshold, self.tolerance)
+        calc = external_per_pod_replicas(waiting, status, self.thresholds[i], self.tolerance)
         final, reason = behavior.apply(now, current, calc.replicas, hpa_min, high,
                                        calc.within_tolerance)
-        message = (f"{state} over {status} replicas, threshold {self.threshold:g}/replica, "
+        message = (f"{state} over {status} replicas, threshold {self.thresholds[i]:g}/replica, "
                    f"ratio {calc.ratio:.3f} -> {calc.replicas}; {current} -> {final}")
         return PoolResult(final, reason, message)

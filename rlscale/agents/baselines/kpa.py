@@ -24,6 +24,7 @@ no activator here to hold requests and report them, so a pool at 0 is not woken 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -31,6 +32,7 @@ from rlscale.agents.baselines._common import (
     PerPoolBaseline,
     PoolResult,
     clamp,
+    per_pool,
     positive,
     ready_samples,
 )
@@ -49,8 +51,9 @@ class KnativePodAutoscaler(PerPoolBaseline):
     """Knative KPA per pool on concurrency (running + waiting requests per pod).
 
     Knobs:
-        target: soft concurrency target per pod (requests; default 128 — half of vLLM's default
-            ``max_num_seqs`` 256; Knative's own default is 100).
+        target: soft concurrency target per pod, one number or one per pool (requests;
+            default 128 — half of vLLM's default ``max_num_seqs`` 256; Knative's own default
+            is 100).
         target_utilization: fraction of ``target`` aimed at (default 0.7).
         stable_window_s: stable window (s, default 60).
         panic_window_percentage: panic window as % of the stable window (default 10).
@@ -64,11 +67,12 @@ class KnativePodAutoscaler(PerPoolBaseline):
     TUNABLE: ClassVar[str] = "target"
     TUNE_GRID: ClassVar[tuple[float, ...]] = (16.0, 32.0, 64.0, 96.0, 128.0, 160.0, 192.0, 256.0)
 
-    def __init__(self, context: PolicyContext, *, target: float = 128.0,
+    def __init__(self, context: PolicyContext, *, target: float | Sequence[float] = 128.0,
                  target_utilization: float = 0.7, stable_window_s: float = 60.0,
                  panic_window_percentage: float = 10.0, panic_threshold_percentage: float = 200.0,
                  max_scale_up_rate: float = 1000.0, max_scale_down_rate: float = 2.0) -> None:
-        positive(self.name, target=target, target_utilization=target_utilization,
+        targets = per_pool(f"{self.name}: target", target, context.pool_count)
+        positive(self.name, target=min(targets), target_utilization=target_utilization,
                  stable_window_s=stable_window_s, panic_window_percentage=panic_window_percentage,
                  panic_threshold_percentage=panic_threshold_percentage)
         if max_scale_up_rate <= 1 or max_scale_down_rate <= 1:
@@ -78,8 +82,8 @@ class KnativePodAutoscaler(PerPoolBaseline):
             raise ValueError(f"{self.name}: target_utilization must be <= 1, got "
                              f"{target_utilization}")
         self.context = context
-        self.target = target
-        self.target_value = target * target_utilization
+        self.targets = targets
+        self.target_values = tuple(t * target_utilization for t in targets)
         self.stable_window_s = stable_window_s
         self.panic_window_s = stable_window_s * panic_window_percentage / 100.0
         self.panic_threshold = panic_threshold_percentage / 100.0
@@ -121,8 +125,8 @@ class KnativePodAutoscaler(PerPoolBaseline):
         ready_count = max(1.0, float(ready))
         max_up = math.ceil(self.max_scale_up_rate * ready_count)
         max_down = math.floor(ready_count / self.max_scale_down_rate)
-        dspc = math.ceil(stable_value / self.target_value)
-        dppc = math.ceil(panic_value / self.target_value)
+        dspc = math.ceil(stable_value / self.target_values[i])
+        dppc = math.ceil(panic_value / self.target_values[i])
         stable_pods = int(min(max(dspc, max_down), max_up))
         panic_pods = int(min(max(dppc, max_down), max_up))
         over = dppc / ready_count >= self.panic_threshold
@@ -143,7 +147,8 @@ class KnativePodAutoscaler(PerPoolBaseline):
             reason = "Stable"
         message = (f"concurrency {stable_value:.1f} over {self.stable_window_s:g}s "
                    f"({len(stable)} samples), {panic_value:.1f} over {self.panic_window_s:g}s, "
-                   f"{ready} ready, target {self.target_value:.1f}/pod -> stable {stable_pods}, "
+                   f"{ready} ready, target {self.target_values[i]:.1f}/pod -> "
+                   f"stable {stable_pods}, "
                    f"panic {panic_pods}{' (panicking)' if reason == 'Panic' else ''}; "
                    f"{current} -> {final}")
         return PoolResult(final, reason, message)

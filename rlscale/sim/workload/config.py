@@ -17,6 +17,8 @@ Two shapes are accepted (unknown keys are errors)::
     flash_crowd: {multiplier: 4, start_s: 600, duration_s: 120}   # optional, or a list
     lengths: azure-conv-2023           # or {trace: path, model: ...}
                                        # or {prompt_tokens: 512, output_tokens: 128}
+                                       # or {lognormal: {prompt_mean: 4500, prompt_cv: 0.8,
+                                       #                 output_mean: 250, output_cv: 1.0}}
     duration_s: 3600
     max_total_tokens: 8192             # optional
 
@@ -47,6 +49,7 @@ from rlscale.sim.workload.lengths import (
     ConstantLengths,
     FittedLengths,
     LengthModel,
+    LognormalLengths,
     TraceLengths,
     builtin_length_models,
 )
@@ -225,6 +228,11 @@ def _lengths(value: object, path: str, base_dir: Path | None) -> LengthModel:
         model = _string(cfg, "model", path) if "model" in cfg else None
         trace = read_trace(_file(cfg, "trace", path, base_dir), model=model)
         return TraceLengths(trace)
+    if isinstance(value, Mapping) and "lognormal" in value:
+        _mapping(value, path, ("lognormal",), "log-normal lengths")
+        keys = ("prompt_mean", "prompt_cv", "output_mean", "output_cv")
+        cfg = _mapping(value["lognormal"], f"{path}.lognormal", keys, "log-normal lengths")
+        return LognormalLengths(*(_positive(cfg, k, f"{path}.lognormal") for k in keys))
     if isinstance(value, Mapping) and ("prompt_tokens" in value or "output_tokens" in value):
         cfg = _mapping(value, path, ("prompt_tokens", "output_tokens"), "constant lengths")
         return ConstantLengths(

@@ -13,6 +13,7 @@ Every model takes an optional ``max_total_tokens`` cap (see :func:`cap_lengths`)
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -31,6 +32,7 @@ __all__ = [
     "ConstantLengths",
     "FittedLengths",
     "LengthModel",
+    "LognormalLengths",
     "QuantileMarginal",
     "TraceLengths",
     "builtin_length_models",
@@ -230,6 +232,35 @@ class ConstantLengths:
             np.full(n, self.prompt_tokens, dtype=np.int64),
             np.full(n, self.output_tokens, dtype=np.int64),
         )
+
+
+@dataclass(frozen=True)
+class LognormalLengths:
+    """Independent log-normal prompt and output lengths with given means (tokens) and
+    coefficients of variation (heavy right tails), rounded to whole tokens >= 1."""
+
+    prompt_mean: float
+    prompt_cv: float
+    output_mean: float
+    output_cv: float
+
+    def __post_init__(self) -> None:
+        for key in ("prompt_mean", "prompt_cv", "output_mean", "output_cv"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{key} must be a number > 0, got {value!r}")
+
+    @staticmethod
+    def _draw(mean: float, cv: float, n: int, rng: np.random.Generator) -> NDArray[np.int64]:
+        sigma = math.sqrt(math.log1p(cv * cv))
+        values = rng.lognormal(math.log(mean) - sigma * sigma / 2, sigma, n)
+        return np.maximum(np.rint(values), 1).astype(np.int64)
+
+    def sample(self, n: int, rng: np.random.Generator) -> Lengths:
+        """``n`` (prompt, output) pairs, prompts drawn first."""
+        _check_n(n)
+        prompt = self._draw(self.prompt_mean, self.prompt_cv, n, rng)
+        return prompt, self._draw(self.output_mean, self.output_cv, n, rng)
 
 
 def builtin_length_models() -> list[str]:
