@@ -102,7 +102,7 @@ class FloorSchedule:
         return 0.0 if self.cost_usd <= 0 else max(0.0, 1.0 - self.bound_usd / self.cost_usd)
 
 
-def solve_floor(demand_rps: Sequence[float], pools: Sequence[FloorPool],
+def solve_floor(demand_rps: Sequence[float] | NDArray[np.float64], pools: Sequence[FloorPool],
                 inventory: dict[str, int], interval_s: float) -> FloorSchedule:
     """The cheapest schedule serving ``demand_rps`` (one value per interval, req/s)."""
     steps, count = len(demand_rps), len(pools)

@@ -62,7 +62,7 @@ def raw_scenario(ref: str | Path) -> tuple[dict[str, Any], Path | None]:
             raise ConfigError(f"scenario file {str(path)!r} does not exist")
         text, base = path.read_text(), path.resolve().parent
     elif str(ref) in builtin_scenario_names():
-        text = resources.files("rlscale").joinpath("scenarios", f"{ref}.yaml").read_text()
+        text = resources.files("rlscale").joinpath("scenarios").joinpath(f"{ref}.yaml").read_text()
         base = None
     else:
         load_scenario(ref)  # raises the usual "unknown scenario" error
