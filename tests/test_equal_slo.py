@@ -29,6 +29,7 @@ def test_cost_at_interpolates_and_refuses_beyond_reach() -> None:
     assert cost_at(points, 0.97) == pytest.approx(16.0)
     assert cost_at(points, 0.50) == 10.0, "below the curve the cheapest point attains more"
     assert math.isnan(cost_at(points, 0.995))
+    assert cost_at(points, 0.9905) == 20.0, "within 0.1 point of the best: compared with it"
 
 
 def _rows(label: str, attainment: list[float], cost: list[float]) -> list[dict[str, Any]]:

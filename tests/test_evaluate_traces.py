@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import yaml
 
+from rlscale.configschema import ConfigError
 from rlscale.envs.splits import Window
 from rlscale.evaluate.cli import main
 from rlscale.evaluate.load import parse_target, scaled_config
 from rlscale.evaluate.windows import auto_layout, check_trace_windows
-from rlscale.sim.config import ConfigError
 
 TRACES = Path("/work/shared/data/traces")
 

@@ -8,8 +8,9 @@ any point between them). A policy's **cost at equal SLO** against a curve is
     cost of the policy / cost of the curve at the policy's mean attainment,
 
 below 1 when the policy is cheaper than the baseline tuned to the same attainment. A policy
-whose attainment lies above every point of the curve has no equal: the ratio is undefined (the
-baseline cannot reach it) and :func:`equal_slo_ratio` reports ``reached=False``. Below the
+whose attainment lies above every point of the curve (by more than
+:data:`ATTAINMENT_TOLERANCE`) has no equal: the ratio is undefined (the baseline cannot reach
+it) and :func:`equal_slo_ratio` reports ``reached=False``. Below the
 curve's least attaining point, the cheapest point (which attains more) is the reference.
 
 The confidence interval resamples the (window, seed) runs with replacement (paired: the policy
@@ -30,6 +31,10 @@ from numpy.typing import NDArray
 BOOTSTRAP_SAMPLES = 1000
 """Resamples of the (window, seed) runs behind each confidence interval."""
 
+ATTAINMENT_TOLERANCE = 0.001
+"""A policy attaining at most this much (0.1 percentage point) above a curve's best point is
+compared with that point: near 100 % attainment, differences this small are noise."""
+
 
 def frontier(attainment: Sequence[float], cost: Sequence[float]) -> list[tuple[float, float]]:
     """The Pareto-efficient (attainment, cost) points, by rising attainment and cost."""
@@ -42,9 +47,11 @@ def frontier(attainment: Sequence[float], cost: Sequence[float]) -> list[tuple[f
 
 
 def cost_at(points: Sequence[tuple[float, float]], attainment: float) -> float:
-    """The frontier's cost at ``attainment`` (linear between points); NaN above its reach."""
-    if not points or attainment > points[-1][0] + 1e-12:
+    """The frontier's cost at ``attainment`` (linear between points); NaN above its reach
+    (its best point's attainment plus :data:`ATTAINMENT_TOLERANCE`)."""
+    if not points or attainment > points[-1][0] + ATTAINMENT_TOLERANCE:
         return math.nan
+    attainment = min(attainment, points[-1][0])
     if attainment <= points[0][0]:
         return points[0][1]
     for (a0, c0), (a1, c1) in itertools.pairwise(points):

@@ -188,10 +188,50 @@ def summary_table(judged: dict[str, dict[str, dict[str, EqualSlo]]]) -> str:
     return "\n".join(lines)
 
 
+def family_report(folder: Path) -> tuple[str, dict[str, dict[str, EqualSlo]]]:
+    """A family's table and its policies' costs at equal SLO, from its ``results.json``."""
+    data = json.loads((folder / "results.json").read_text())
+    meta, runs = data["meta"], data["runs"]
+    points: dict[str, list[str]] = meta["curves"]
+    on_curves = {label for labels in points.values() for label in labels}
+    rows = [r for r in runs if r["policy"] not in on_curves]
+    curves = Curves([r for r in runs if r["policy"] in on_curves], points, meta["best"])
+    policies = list(dict.fromkeys(r["policy"] for r in rows))
+    judged = judge(rows, curves, policies)
+    lines = [meta["note"], *meta["notes"],
+             f"{len(meta['windows'])} window(s) x {len(meta['seeds'])} seed(s)", "",
+             family_table(rows, curves, judged)]
+    return "\n".join(lines), judged
+
+
+def suite_report(out: Path, families: Sequence[dict[str, Any]], header: str) -> str:
+    """Every family's table (from the results in ``out/<family>/``) and the summary; writes
+    ``suite.md`` and ``suite.json``."""
+    text = [header]
+    judged_all: dict[str, dict[str, dict[str, EqualSlo]]] = {}
+    for family in families:
+        title = f"\n## {family['name']}: {family.get('description', '')}".rstrip()
+        folder = out / str(family["name"])
+        if not (folder / "results.json").is_file():
+            text += [title, "not run (see above)"]
+            continue
+        table, judged_all[str(family["name"])] = family_report(folder)
+        (folder / "results.md").write_text(table + "\n")
+        text += [title, table]
+    text += ["\n## summary: cost at equal SLO, geometric mean across families "
+             "(worse: families where the ratio > 1.00)", "", summary_table(judged_all)]
+    (out / "suite.md").write_text("\n".join(text) + "\n")
+    (out / "suite.json").write_text(json.dumps(
+        {fam: {pol: {c: r.__dict__ for c, r in per.items()} for pol, per in judged.items()}
+         for fam, judged in judged_all.items()}, indent=1, default=str) + "\n")
+    return "\n".join(text)
+
+
 def run_suite(name: str, policies: list[PolicySpec], out: Path, *, quick: bool,
               families: Sequence[str] | None, workers: int | None, progress: bool,
-              slo_target: float) -> str:
-    """Run the suite; write per-family results and ``suite.md``; returns the printed text."""
+              slo_target: float, tables_only: bool = False) -> str:
+    """Run the suite (or with ``tables_only`` rebuild its tables from the results already in
+    ``out``); writes per-family results, ``suite.md`` and ``suite.json``; returns the text."""
     suite = load_suite(name)
     run = settings(suite, quick)
     base, _ = raw_scenario(str(suite.get("base", "hetero-3pool")))
@@ -201,16 +241,15 @@ def run_suite(name: str, policies: list[PolicySpec], out: Path, *, quick: bool,
     if unknown:
         raise ConfigError(f"--families: unknown {unknown}; the suite has "
                           f"{[f['name'] for f in suite['families']]}")
-    text = [f"suite {suite.get('name', name)} on {base.get('name')}'s pools; load: "
-            f"{target[1]:.3g} ({target[0]}) for every family; {run.windows} window(s) x "
-            f"{len(run.seeds)} seed(s) of {run.episode_s:g} s per family"]
-    judged_all: dict[str, dict[str, dict[str, EqualSlo]]] = {}
-    for family in chosen:
+    header = (f"suite {suite.get('name', name)} on {base.get('name')}'s pools; load: "
+              f"{target[1]:.3g} ({target[0]}) for every family; {run.windows} window(s) x "
+              f"{len(run.seeds)} seed(s) of {run.episode_s:g} s per family")
+    for family in [] if tables_only else chosen:
         folder = out / family["name"]
         trace = family["workload"].get("trace")
         if trace is not None and not (traces_dir() / str(trace)).is_file():
-            text.append(f"\n## {family['name']}\nskipped: trace {traces_dir() / str(trace)} "
-                        f"not found (set RLSCALE_TRACES)")
+            header += (f"\n{family['name']} skipped: trace {traces_dir() / str(trace)} not "
+                       f"found (set RLSCALE_TRACES)")
             continue
         raw, note = family_scenario(base, family, target, run)
         folder.mkdir(parents=True, exist_ok=True)
@@ -219,9 +258,8 @@ def run_suite(name: str, policies: list[PolicySpec], out: Path, *, quick: bool,
         config = env_config(prepared.scenario)
         windows = scenario_splits(prepared.scenario, config.episode.duration_s).test
         windows = windows[:run.windows]
-        rows, curves, judged = run_family(prepared.ref, windows, run, policies, slo_target,
-                                          workers=workers, progress=progress)
-        judged_all[family["name"]] = judged
+        rows, curves, _ = run_family(prepared.ref, windows, run, policies, slo_target,
+                                     workers=workers, progress=progress)
         write_results(folder, [*rows, *curves.rows], aggregate([*rows, *curves.rows]),
                       {"family": family["name"], "note": note, "notes": prepared.notes,
                        "windows": [w.__dict__ for w in windows], "seeds": list(run.seeds),
@@ -230,14 +268,4 @@ def run_suite(name: str, policies: list[PolicySpec], out: Path, *, quick: bool,
             [row for row in curves.rows if row["policy"] in labels])]
             for n, labels in curves.points.items()}
         plot_pareto(folder / "pareto.png", aggregate(rows), slo_target, points)
-        table = family_table(rows, curves, judged)
-        (folder / "results.md").write_text(table + "\n")
-        text += [f"\n## {family['name']}: {family.get('description', '')}".rstrip(),
-                 note, *prepared.notes, "", table]
-    text += ["\n## summary: cost at equal SLO, geometric mean across families "
-             "(worse: families where the ratio > 1.00)", "", summary_table(judged_all)]
-    (out / "suite.md").write_text("\n".join(text) + "\n")
-    (out / "suite.json").write_text(json.dumps(
-        {fam: {pol: {c: r.__dict__ for c, r in per.items()} for pol, per in judged.items()}
-         for fam, judged in judged_all.items()}, indent=1, default=str) + "\n")
-    return "\n".join(text)
+    return suite_report(out, chosen, header)

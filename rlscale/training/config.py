@@ -18,6 +18,7 @@ import yaml
 from rlscale.agents.baselines import knobs_of
 from rlscale.configschema import ConfigError, Section
 from rlscale.evaluate.policies import parse_policies
+from rlscale.evaluate.suite import held_out_families as suite_families
 from rlscale.sim.workload.config import WorkloadConfigError
 from rlscale.sim.workload.mixture import WorkloadMixture, parse_mixture
 
@@ -269,7 +270,7 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
 
 def held_out_families() -> tuple[str, ...]:
     """Workload families that training must never see (the generalization suite's)."""
-    return ()
+    return tuple(str(family["name"]) for family in suite_families("generalization"))
 
 
 def _workloads(raw: Any) -> dict[str, Any] | None:
