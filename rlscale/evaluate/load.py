@@ -3,10 +3,11 @@
 Load is measured two ways (``--target-load``):
 
 * ``12000tok/s`` — prompt plus output tokens per second (mean over the workload);
-* ``0.45`` — a fraction of the cluster's capacity: the mean request rate over what every pool
-  serves at its limit (``max_replicas``, and the GPUs of its type, shared cheapest capacity
-  first), each replica at the profile's SLO-bound capacity for the workload's own mean prompt
-  and output lengths (:func:`~rlscale.sim.capacity.replica_capacity_rps`, as the planner uses).
+* ``0.45`` — a fraction of the cluster's capacity, the same measure training's workload
+  mixtures draw loads in (:func:`rlscale.sim.workload.mixture.cluster_capacity_rps`): the mean
+  request rate over what every pool serves at its limit (``max_replicas`` and its GPU type's
+  inventory), each replica at the profile's SLO-bound capacity for the workload's own mean
+  prompt and output lengths.
 
 The fraction is the unit that transfers across length mixes: a long-prompt workload at 0.45
 keeps the cluster as busy as a chat workload at 0.45, while equal tokens/s would not.
@@ -21,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlscale.configschema import ConfigError
-from rlscale.sim.capacity import replica_capacity_rps
 from rlscale.sim.spec import SLO, ClusterSpec
 from rlscale.sim.workload import Workload
+from rlscale.sim.workload.mixture import cluster_capacity_rps
 
 _TOKENS = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*tok/s\s*$", re.IGNORECASE)
 
@@ -56,20 +57,6 @@ class Load:
                 f"{self.fraction:.0%} of the cluster's capacity ({self.capacity_rps:.1f} req/s)")
 
 
-def cluster_capacity_rps(cluster: ClusterSpec, slo: SLO, prompt: float, output: float) -> float:
-    """Requests/s every pool serves at its limits for this length mix (GPU types shared by
-    several pools go to the pool with the most capacity per GPU first)."""
-    free = dict(cluster.gpu_inventory)
-    per_pool = [(replica_capacity_rps(p.profile, prompt, output, slo.itl_s), p)
-                for p in cluster.pools]
-    total = 0.0
-    for capacity, pool in sorted(per_pool, key=lambda cp: -cp[0] / cp[1].gpus_per_replica):
-        replicas = min(pool.max_replicas, free.get(pool.gpu_type, 0) // pool.gpus_per_replica)
-        free[pool.gpu_type] = free.get(pool.gpu_type, 0) - replicas * pool.gpus_per_replica
-        total += replicas * capacity
-    return total
-
-
 def measure(workload: Workload, cluster: ClusterSpec, slo: SLO) -> Load:
     """The workload's mean load on ``cluster``."""
     span = workload.duration_s
@@ -79,7 +66,7 @@ def measure(workload: Workload, cluster: ClusterSpec, slo: SLO) -> Load:
     output = float(workload.output_tokens.mean())
     rate = len(workload) / span
     return Load(rate, rate * (prompt + output), prompt, output,
-                cluster_capacity_rps(cluster, slo, prompt, output))
+                cluster_capacity_rps(cluster, workload, slo.itl_s))
 
 
 def parse_target(text: str) -> tuple[str, float]:
