@@ -93,6 +93,7 @@ def test_target_loads_parse_and_scale_workloads() -> None:
     assert scaled_config({"trace": "x.csv", "rate_scale": 2.0}, 0.5)["rate_scale"] == 1.0
 
 
+@pytest.mark.slow
 def test_evaluate_on_a_trace_lays_out_windows_and_matches_load(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trace = _plain_trace(tmp_path / "mine.csv", duration_s=900.0, rate_per_s=2.0)

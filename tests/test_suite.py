@@ -31,6 +31,7 @@ def test_the_suite_holds_out_the_six_families_the_issue_names() -> None:
     assert all("workload" in f for f in held_out_families()), "training excludes by workload"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["long-prompt", "bursty", "flash-crowd-4x", "gpu-shortage"])
 def test_families_are_scaled_to_the_base_load_on_the_base_cluster(name: str) -> None:
     suite = load_suite("generalization")
