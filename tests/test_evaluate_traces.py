@@ -15,7 +15,7 @@ from rlscale.evaluate.cli import main
 from rlscale.evaluate.load import parse_target, scaled_config
 from rlscale.evaluate.windows import auto_layout, check_trace_windows
 
-TRACES = Path("/work/shared/data/traces")
+TRACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
 
 
 def _plain_trace(path: Path, duration_s: float, rate_per_s: float, seed: int = 0) -> Path:

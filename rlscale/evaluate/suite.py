@@ -37,8 +37,9 @@ from rlscale.evaluate.runner import run_tasks, tasks_for
 from rlscale.evaluate.sweep import Curves, judge, sweep
 from rlscale.sim.scenario import scenario_from_dict
 
-DEFAULT_TRACES = Path("/work/shared/data/traces")
-"""Where trace files are looked up unless ``$RLSCALE_TRACES`` says otherwise."""
+DEFAULT_TRACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "traces"
+"""Where trace files are looked up unless ``$RLSCALE_TRACES`` says otherwise: ``shared/data/
+traces`` beside a checkout of this repository (the public traces this project ships with)."""
 
 CURVE_BASELINES = ("static", "hpa", "kpa", "keda", "planner")
 """Baselines whose curves every family is judged against (plus the floor)."""
