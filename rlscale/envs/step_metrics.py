@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from rlscale.sim.fluid.log import ArrayLog
 from rlscale.sim.spec import SLO
 from rlscale.sim.stats import RequestLog
 
 
-def ended_since(log: RequestLog, start: int, slo: SLO) -> dict[str, Any]:
+def ended_since(log: RequestLog | ArrayLog, start: int, slo: SLO) -> dict[str, Any]:
     """Counts, SLO attainment and latency percentiles of log rows ``start:`` (seconds).
 
     ``slo_attainment`` is the share of ended requests that finished within both SLOs (failed
