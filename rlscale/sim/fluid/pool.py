@@ -18,7 +18,9 @@ cluster resets the fluid from the per-request state, :mod:`rlscale.sim.fluid.req
 
 The pool keeps, per sub-step boundary, the cumulative prompt tokens prefilled (``prefilled``),
 engine steps per replica (``iterations``) and the decode-only step time (``decode_step_s``):
-the curves from which each request's first-token and finish times are read.
+and the pool's prefill rate when its chunks are full (``prefill_rate``, tokens/s): the curves
+from which each request's first-token and finish times are read. Within a sub-step prefill runs
+at that rate until the sub-step's tokens are done (work is not spread over the sub-step).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class FluidPool:
         self.prefilled = np.zeros(_INITIAL_POINTS)
         self.iterations = np.zeros(_INITIAL_POINTS)
         self.decode_step_s = np.full(_INITIAL_POINTS, self.overhead_s)
+        self.prefill_rate = np.zeros(_INITIAL_POINTS)
         self.points = 1
         self._last = (0.0, 0.0, 0.0)  # time, prefilled, iterations at the last point (floats)
         self.kv_token_seconds = 0.0
@@ -90,6 +93,7 @@ class FluidPool:
         self.queue_tokens += new_tokens
         self.queue_requests += new_requests
         decode_step = self.overhead_s
+        rate = 0.0
         if replicas > 0 and dt > 0:
             d = self.decoding / replicas
             c = self.context_tokens / replicas
@@ -103,6 +107,7 @@ class FluidPool:
                 tokens, steps = 0.0, dt / decode_step
             else:
                 full = dt / (decode_step + self.prefill_s * chunk)
+                rate = full * chunk * replicas / dt
                 if full * chunk <= room:
                     tokens, steps = full * chunk, full
                 else:
@@ -128,6 +133,7 @@ class FluidPool:
         self.prefilled[i] = prefilled
         self.iterations[i] = iterations
         self.decode_step_s[i] = decode_step
+        self.prefill_rate[i] = rate
         self.points = i + 1
         self._last = (end_s, prefilled, iterations)
 
@@ -148,7 +154,7 @@ class FluidPool:
 
     def _grow(self) -> None:
         size = 2 * len(self.times)
-        for name in ("times", "prefilled", "iterations", "decode_step_s"):
+        for name in ("times", "prefilled", "iterations", "decode_step_s", "prefill_rate"):
             old: NDArray[np.float64] = getattr(self, name)
             new = np.zeros(size)
             new[:len(old)] = old

@@ -22,10 +22,14 @@ _FIELDS = ("id", "arrival_s", "dispatch_s", "prompt", "output", "target", "first
            "step_target")
 
 
-def crossing(curve: FloatArray, times: FloatArray, targets: FloatArray) -> FloatArray:
-    """First time each non-decreasing piecewise-linear ``curve`` (values at ``times``) reaches
-    each target; ``inf`` where it does not within the curve, its first time where it starts
-    above."""
+def crossing(curve: FloatArray, times: FloatArray, targets: FloatArray,
+             rate: FloatArray | None = None) -> FloatArray:
+    """First time each non-decreasing ``curve`` (values at ``times``) reaches each target;
+    ``inf`` where it does not within the curve, its first time where it starts above.
+
+    Between two points the curve is linear, or, with ``rate`` (per unit of time, for the
+    segment ending at each point), grows at that rate from the segment's start until it
+    reaches the segment's end value."""
     index = np.searchsorted(curve, targets, side="left")
     out = np.full(len(targets), np.inf)
     inside = index < len(curve)
@@ -34,7 +38,13 @@ def crossing(curve: FloatArray, times: FloatArray, targets: FloatArray) -> Float
     span = curve[at] - curve[before]
     share = np.divide(targets[inside] - curve[before], span, out=np.zeros(len(at)),
                       where=span > 0)
-    out[inside] = np.where(at == 0, times[0], times[before] + share * (times[at] - times[before]))
+    width = times[at] - times[before]
+    if rate is not None:
+        speed = rate[at]
+        fast = np.divide(targets[inside] - curve[before], speed, out=share * width,
+                         where=speed > 0)
+        share = np.divide(np.minimum(fast, width), width, out=share, where=width > 0)
+    out[inside] = np.where(at == 0, times[0], times[before] + share * width)
     return out
 
 
@@ -83,11 +93,12 @@ class PoolRequests:
             prompt = data["prompt"][waiting].astype(np.float64)
             target = data["target"][waiting]
             dispatch = data["dispatch_s"][waiting]
-            start = np.maximum(dispatch, crossing(prefilled, times, target - prompt))
+            rate = pool.prefill_rate[:n]
+            start = np.maximum(dispatch, crossing(prefilled, times, target - prompt, rate))
             point = np.clip(np.searchsorted(times, start, side="right"), 1, n - 1)
             own = prompt * pool.prefill_s + np.ceil(prompt / pool.batch_tokens) * (
                 pool.decode_step_s[point])
-            first = np.maximum(crossing(prefilled, times, target), start + own)
+            first = np.maximum(crossing(prefilled, times, target, rate), start + own)
             first = np.where(first <= end_s, first, np.nan)
             data["first_s"][waiting] = first
             data["start_s"][waiting] = np.where(np.isnan(first), np.nan, start)
