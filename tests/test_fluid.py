@@ -9,11 +9,11 @@ import pickle
 import numpy as np
 import pytest
 
+from rlscale.configschema import ConfigError
 from rlscale.envs import LLMClusterEnv
 from rlscale.envs.config import env_config
 from rlscale.metrics.observation import ObservationConfig, PoolInfo, interval_stats
 from rlscale.sim.backend import make_cluster, snapshot_of
-from rlscale.sim.config import ConfigError
 from rlscale.sim.fluid import FluidCluster
 from rlscale.sim.fluid.log import ArrayLog
 from rlscale.sim.fluid.requests import crossing
@@ -198,8 +198,8 @@ def test_engine_mode_is_validated() -> None:
 def test_training_rollouts_use_the_configured_engine(tmp_path: object) -> None:
     from pathlib import Path
 
-    from rlscale.training.ppo import make_env_factory
     from rlscale.training.config import load_train_config
+    from rlscale.training.ppo import make_env_factory
 
     with pytest.raises(ConfigError, match="rollout_engine"):
         load_train_config(None, ["rollout_engine=turbo"])
