@@ -262,10 +262,10 @@ class FluidCluster:
             "e2e_s": finish - done["arrival_s"],
             "queue_s": done["start_s"] - done["dispatch_s"],
             "end_s": finish,
-            "id": done["id"],
+            "id": done["id"].astype(np.int64),
             "pool": np.full(len(first), pool, np.int64),
-            "prompt_tokens": done["prompt"],
-            "output_tokens": output,
+            "prompt_tokens": done["prompt"].astype(np.int64),
+            "output_tokens": output.astype(np.int64),
             "preemptions": np.zeros(len(first), np.int64),
             "failure": np.zeros(len(first), np.int64),
         })

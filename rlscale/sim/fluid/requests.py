@@ -10,16 +10,19 @@ grown by ``output_tokens - 1`` since its first token. All of it is vectorized ov
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from numpy.typing import NDArray
 
 from rlscale.sim.fluid.pool import FluidPool
 
 FloatArray = NDArray[np.float64]
-_FIELDS = ("id", "arrival_s", "dispatch_s", "prompt", "output", "target", "first_s", "start_s",
+COLUMNS = ("id", "arrival_s", "dispatch_s", "prompt", "output", "target", "first_s", "start_s",
            "step_target")
+"""Columns of a pool's request rows: workload index, arrival and dispatch times (s), prompt and
+output tokens, the pool's prefilled-token count that completes its prompt, first-token and
+first-scheduled times (s), the pool's engine-step count at which it finishes."""
+(_ID, _ARRIVAL, _DISPATCH, _PROMPT, _OUTPUT, _TARGET, _FIRST, _START,
+ _STEP_TARGET) = range(len(COLUMNS))
 
 
 def crossing(curve: FloatArray, times: FloatArray, targets: FloatArray,
@@ -49,102 +52,93 @@ def crossing(curve: FloatArray, times: FloatArray, targets: FloatArray,
 
 
 class PoolRequests:
-    """The requests routed to one pool that have not finished (``id`` is the workload index)."""
+    """The requests routed to one pool that have not finished, one row each (columns:
+    ``COLUMNS``; ``id`` is the workload index; times in seconds, NaN until known)."""
 
     def __init__(self, pool: FluidPool) -> None:
         self.pool = pool
         self.routed_tokens = 0.0
-        self.data: dict[str, NDArray[Any]] = {
-            name: np.zeros(0, np.int64 if name in ("id", "prompt", "output") else np.float64)
-            for name in _FIELDS}
+        self.rows = np.zeros((0, len(COLUMNS)))
 
     def __len__(self) -> int:
-        return len(self.data["id"])
+        return len(self.rows)
 
     def add(self, ids: NDArray[np.int64], arrival_s: FloatArray, dispatch_s: FloatArray,
             prompt: NDArray[np.int64], output: NDArray[np.int64]) -> None:
         """Queue requests routed here, in dispatch order."""
         if len(ids) == 0:
             return
-        targets = self.routed_tokens + np.cumsum(prompt, dtype=np.float64)
-        self.routed_tokens = float(targets[-1])
-        nan = np.full(len(ids), np.nan)
-        new = {"id": ids, "arrival_s": arrival_s, "dispatch_s": dispatch_s, "prompt": prompt,
-               "output": output, "target": targets, "first_s": nan, "start_s": nan,
-               "step_target": nan}
-        self.data = {name: np.concatenate([self.data[name], new[name]]) for name in _FIELDS}
+        new = np.full((len(ids), len(COLUMNS)), np.nan)
+        new[:, _ID], new[:, _ARRIVAL], new[:, _DISPATCH] = ids, arrival_s, dispatch_s
+        new[:, _PROMPT], new[:, _OUTPUT] = prompt, output
+        new[:, _TARGET] = self.routed_tokens + np.cumsum(prompt, dtype=np.float64)
+        self.routed_tokens = float(new[-1, _TARGET])
+        self.rows = np.concatenate([self.rows, new])
 
-    def resolve(self) -> tuple[dict[str, NDArray[Any]], FloatArray, FloatArray]:
+    def resolve(self) -> tuple[dict[str, FloatArray], FloatArray, FloatArray]:
         """Give first-token times to queued requests and finish times to decoding ones, up to
         the pool's last curve point; bring the fluid's state in line with theirs.
 
-        Returns the finished requests (removed; with ``first_s``, ``start_s`` (first
-        scheduled) and ``finish_s``), then the TTFT and the queue time, measured from
-        dispatch as vLLM measures them, of the requests that got their first token now (s).
+        Returns the finished requests (removed; columns by name plus ``finish_s``), then the
+        TTFT and the queue time, measured from dispatch as vLLM measures them, of the
+        requests that got their first token now (s).
         """
-        pool, data = self.pool, self.data
+        pool, rows = self.pool, self.rows
         n = pool.points
         times, prefilled = pool.times[:n], pool.prefilled[:n]
         iterations = pool.iterations[:n]
         end_s = times[-1]
-        waiting = np.isnan(data["first_s"])
+        waiting = np.flatnonzero(np.isnan(rows[:, _FIRST]))
         ttft_s = queue_s = np.zeros(0)
-        if waiting.any():
-            prompt = data["prompt"][waiting].astype(np.float64)
-            target = data["target"][waiting]
-            dispatch = data["dispatch_s"][waiting]
+        if len(waiting):
+            prompt, target = rows[waiting, _PROMPT], rows[waiting, _TARGET]
+            dispatch = rows[waiting, _DISPATCH]
             rate = pool.prefill_rate[:n]
             start = np.maximum(dispatch, crossing(prefilled, times, target - prompt, rate))
             point = np.clip(np.searchsorted(times, start, side="right"), 1, n - 1)
             own = prompt * pool.prefill_s + np.ceil(prompt / pool.batch_tokens) * (
                 pool.decode_step_s[point])
             first = np.maximum(crossing(prefilled, times, target, rate), start + own)
-            first = np.where(first <= end_s, first, np.nan)
-            data["first_s"][waiting] = first
-            data["start_s"][waiting] = np.where(np.isnan(first), np.nan, start)
-            began = waiting.copy()
-            began[waiting] = ~np.isnan(first)
-            if began.any():
-                ttft_s = data["first_s"][began] - data["dispatch_s"][began]
-                queue_s = data["start_s"][began] - data["dispatch_s"][began]
-                first_steps = np.interp(data["first_s"][began], times, iterations)
-                data["step_target"][began] = first_steps + data["output"][began] - 1
-        decoding = ~np.isnan(data["first_s"])
-        finish = np.full(len(self), np.nan)
-        if decoding.any():
-            finish[decoding] = crossing(iterations, times, data["step_target"][decoding])
-            finish[decoding] = np.maximum(finish[decoding], data["first_s"][decoding])
+            now = first <= end_s
+            began = waiting[now]
+            if len(began):
+                first, start, dispatch = first[now], start[now], dispatch[now]
+                rows[began, _FIRST] = first
+                rows[began, _START] = start
+                rows[began, _STEP_TARGET] = (np.interp(first, times, iterations)
+                                             + rows[began, _OUTPUT] - 1)
+                ttft_s, queue_s = first - dispatch, start - dispatch
+        finish = crossing(iterations, times, rows[:, _STEP_TARGET])
+        finish = np.maximum(finish, rows[:, _FIRST])  # NaN (not started) stays NaN
         done = finish <= end_s
-        out = {name: values[done] for name, values in data.items()}
+        finished = rows[done]
+        out = {name: finished[:, i] for i, name in enumerate(COLUMNS)}
         out["finish_s"] = finish[done]
-        keep = ~done
-        self.data = {name: values[keep] for name, values in data.items()}
+        self.rows = rows[~done]
         self._sync(prefilled[-1], iterations[-1])
         return out, ttft_s, queue_s
 
     def take_all(self) -> NDArray[np.int64]:
         """Remove every unfinished request (its pod is gone); returns their ids."""
-        ids = self.data["id"]
-        self.data = {name: values[:0] for name, values in self.data.items()}
+        ids = self.rows[:, _ID].astype(np.int64)
+        self.rows = self.rows[:0]
         self._sync(0.0, 0.0)
         return ids
 
     def _sync(self, prefilled: float, iterations: float) -> None:
         """Set the fluid's queue and decoding state from the requests' own."""
-        data, pool = self.data, self.pool
-        waiting = np.isnan(data["first_s"])
-        prompt = data["prompt"][waiting].astype(np.float64)
-        left = np.clip(data["target"][waiting] - prefilled, 0.0, prompt)
-        pool.queue_requests = float(waiting.sum())
-        pool.queue_tokens = float(left.sum())
-        decoding = ~waiting
-        pool.decoding = float(decoding.sum())
-        grown = iterations - (data["step_target"][decoding] - data["output"][decoding] + 1)
-        pool.context_tokens = float((data["prompt"][decoding] + np.maximum(grown, 0.0)).sum())
+        rows, pool = self.rows, self.pool
+        waiting = np.isnan(rows[:, _FIRST])
+        queued, decoding = rows[waiting], rows[~waiting]
+        pool.queue_requests = float(len(queued))
+        pool.queue_tokens = float(np.clip(queued[:, _TARGET] - prefilled, 0.0,
+                                          queued[:, _PROMPT]).sum())
+        pool.decoding = float(len(decoding))
+        grown = iterations - (decoding[:, _STEP_TARGET] - decoding[:, _OUTPUT] + 1)
+        pool.context_tokens = float((decoding[:, _PROMPT] + np.maximum(grown, 0.0)).sum())
 
     def remaining_steps(self) -> FloatArray:
         """Engine steps each unfinished request still needs (queued ones: all its output)."""
-        data = self.data
-        iterations = self.pool.iterations[self.pool.points - 1]
-        left = data["step_target"] - iterations
-        return np.where(np.isnan(left), data["output"].astype(np.float64), np.maximum(left, 0.0))
+        rows = self.rows
+        left = rows[:, _STEP_TARGET] - self.pool.iterations[self.pool.points - 1]
+        return np.where(np.isnan(left), rows[:, _OUTPUT], np.maximum(left, 0.0))
