@@ -35,7 +35,7 @@ def run(scenario: str, steps: int, seed: int = 0, step_by_step: bool = False,
         observe_s += time.perf_counter() - started
         return result
 
-    ObservationBuilder.observe = timed  # type: ignore[method-assign]
+    ObservationBuilder.observe = timed  # type: ignore[method-assign,assignment]
     try:
         requests = 0
         done = 0
