@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections import deque
 
 import numpy as np
 from numpy.typing import NDArray
 
 from rlscale.sim.cluster import SimulationStalledError
+from rlscale.sim.fleet import PodFleet
 from rlscale.sim.fluid.log import ArrayLog
 from rlscale.sim.fluid.metrics import PoolMetrics
 from rlscale.sim.fluid.pool import FluidPool
 from rlscale.sim.fluid.requests import PoolRequests
 from rlscale.sim.pod import Pod, PodPhase
 from rlscale.sim.router import Router
-from rlscale.sim.spec import ClusterSpec, PoolSpec
+from rlscale.sim.spec import ClusterSpec
 from rlscale.sim.stats import FAIL_DRAIN_TIMEOUT, FAIL_GATEWAY_TIMEOUT, FAIL_TOO_LONG
 from rlscale.sim.workload.workload import Workload
 
@@ -39,7 +39,7 @@ SUBSTEP_S = 1.0
 """Default sub-step of the fluid, seconds."""
 
 
-class FluidCluster:
+class FluidCluster(PodFleet):
     """A simulated cluster whose engines are fluids (see the module docstring).
 
     Args:
@@ -53,21 +53,11 @@ class FluidCluster:
                  *, substep_s: float = SUBSTEP_S) -> None:
         if not substep_s > 0:
             raise ValueError(f"substep_s must be > 0, got {substep_s}")
-        self.spec = spec
-        self.pools: tuple[PoolSpec, ...] = spec.pools
-        self.rng = rng
+        super().__init__(spec, rng)
         self.substep_s = substep_s
-        self.now_s = 0.0
-        self.desired = [p.initial_replicas for p in spec.pools]
-        self.gpu_total = dict(spec.gpu_inventory)
-        self.gpu_free = dict(spec.gpu_inventory)
         self.router = Router([p.routing_weight for p in spec.pools], spec.routing, rng)
-        self.pool_pods: list[list[Pod]] = [[] for _ in spec.pools]
         self.log = ArrayLog()
-        self.gpu_seconds = [0.0] * len(spec.pools)
         self.ready_seconds = [0.0] * len(spec.pools)
-        self.cold_start_factor = [1.0] * len(spec.pools)
-        self.fault_log: list[tuple[float, str]] = []
         self.arrived = 0
         self._arrival_s = workload.arrival_s
         self._prompt = workload.prompt_tokens
@@ -78,32 +68,12 @@ class FluidCluster:
         self.queues = [PoolRequests(f) for f in self.fluids]
         self.metrics = [PoolMetrics(p.name) for p in spec.pools]
         self._gateway = np.zeros(0, np.int64)
-        self._pending: dict[str, deque[Pod]] = {gpu: deque() for gpu in spec.gpu_inventory}
         self._events: list[tuple[float, int, int, Pod]] = []
         self._seq = 0
-        self._pod_count = 0
         self._drain_deadline: dict[int, float] = {}
-        for index, pool in enumerate(spec.pools):
-            for _ in range(pool.initial_replicas):
-                pod = self._create_pod(index)
-                if not spec.start_cold and pod.phase == PodPhase.STARTING:
-                    pod.ready_at_s = 0.0
-                    self._pod_ready(pod)
+        self._start_pods()
 
     # ------------------------------------------------------------------ control surface
-    def set_replicas(self, pool: int, replicas: int) -> None:
-        """Set a pool's desired replica count now (the Deployment's ``spec.replicas``)."""
-        if replicas < 0:
-            raise ValueError(f"pool {self.pools[pool].name!r}: replicas must be >= 0")
-        self.desired[pool] = replicas
-        active = [p for p in self.pool_pods[pool] if p.phase <= PodPhase.READY]
-        for _ in range(replicas - len(active)):
-            self._create_pod(pool)
-        surplus = len(active) - replicas
-        if surplus > 0:
-            for pod in sorted(active, key=lambda p: (p.phase, -p.id))[:surplus]:
-                self._remove_pod(pod)
-
     def set_weights(self, weights: list[float]) -> None:
         """Set the routing weight of each pool (HTTPRoute ``backendRefs[].weight``)."""
         self.router.set_weights(weights)
@@ -167,16 +137,6 @@ class FluidCluster:
                     f"replica left to serve them")
 
     # ------------------------------------------------------------------ accounting
-    def gpu_hours(self, pool: int) -> float:
-        """GPU-hours the pool has held so far (starting, ready and draining pods)."""
-        live = sum((self.now_s - p.gpu_since_s) * p.gpus
-                   for p in self.pool_pods[pool] if p.holds_gpus)
-        return (self.gpu_seconds[pool] + live) / 3600.0
-
-    def cost_usd(self, pool: int) -> float:
-        """US dollars the pool has cost so far."""
-        return self.gpu_hours(pool) * self.pools[pool].gpu_price
-
     def kv_integrals(self, pool: int | None = None) -> tuple[float, float]:
         """(KV-usage x seconds, serving-replica seconds) summed over replicas so far."""
         pools = range(len(self.pools)) if pool is None else [pool]
@@ -297,26 +257,7 @@ class FluidCluster:
         self._seq += 1
         heapq.heappush(self._events, (at_s, self._seq, kind, pod))
 
-    def _create_pod(self, pool: int) -> Pod:
-        spec = self.pools[pool]
-        self._pod_count += 1
-        pod = Pod(self._pod_count, f"{spec.name}-{self._pod_count}", pool,
-                  spec.gpus_per_replica, self.now_s)
-        self.pool_pods[pool].append(pod)
-        queue = self._pending[spec.gpu_type]
-        if not queue and self.gpu_free[spec.gpu_type] >= pod.gpus:
-            self._bind(pod)
-        else:
-            queue.append(pod)
-        return pod
-
-    def _bind(self, pod: Pod) -> None:
-        spec = self.pools[pod.pool]
-        self.gpu_free[spec.gpu_type] -= pod.gpus
-        pod.phase = PodPhase.STARTING
-        pod.gpu_since_s = self.now_s
-        cold_start_s = spec.replica_cold_start.sample(self.rng) * self.cold_start_factor[pod.pool]
-        pod.ready_at_s = self.now_s + cold_start_s
+    def _schedule_ready(self, pod: Pod) -> None:
         self._push(pod.ready_at_s, _POD_READY, pod)
 
     def _pod_ready(self, pod: Pod) -> None:
@@ -327,9 +268,7 @@ class FluidCluster:
 
     def _remove_pod(self, pod: Pod) -> None:
         if pod.phase == PodPhase.PENDING:
-            self._pending[self.pools[pod.pool].gpu_type].remove(pod)
-            pod.phase = PodPhase.GONE
-            self.pool_pods[pod.pool].remove(pod)
+            self._drop_pending(pod)
         elif pod.phase == PodPhase.STARTING:
             self._terminate(pod)
         elif pod.phase == PodPhase.READY:
@@ -373,17 +312,8 @@ class FluidCluster:
         self._terminate(pod)
 
     def _terminate(self, pod: Pod) -> None:
-        index = pod.pool
-        gpu_type = self.pools[index].gpu_type
-        if pod.holds_gpus:
-            self.gpu_seconds[index] += (self.now_s - pod.gpu_since_s) * pod.gpus
-            self.gpu_free[gpu_type] += pod.gpus
         self._drain_deadline.pop(pod.id, None)
-        pod.phase = PodPhase.GONE
-        self.pool_pods[index].remove(pod)
-        queue = self._pending[gpu_type]
-        while queue and self.gpu_free[gpu_type] >= queue[0].gpus:
-            self._bind(queue.popleft())
+        self._unbind(pod)
 
     def pod_counts(self) -> list[tuple[int, int, int, int]]:
         """(ready, starting, pending, draining) pods per pool."""
