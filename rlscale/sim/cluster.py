@@ -53,6 +53,9 @@ class Cluster(PodFleet):
         step_by_step: engines advance one step per event (the slow reference mode).
     """
 
+    log: RequestLog
+    _arrival_s: list[float]
+
     def __init__(self, spec: ClusterSpec, workload: Workload, rng: np.random.Generator,
                  *, step_by_step: bool = False) -> None:
         super().__init__(spec, rng)
@@ -114,16 +117,6 @@ class Cluster(PodFleet):
         self._bind_pending(gpu_type)
 
     # ------------------------------------------------------------------ time
-    @property
-    def arrivals_left(self) -> int:
-        """Requests of the workload that have not arrived yet."""
-        return len(self._arrival_s) - self.arrived
-
-    @property
-    def in_flight(self) -> int:
-        """Requests that arrived and have neither finished nor failed."""
-        return self.arrived - len(self.log)
-
     def run_until(self, end_s: float) -> None:
         """Process every arrival and event up to simulated time ``end_s`` (inclusive)."""
         events = self._events
@@ -292,19 +285,14 @@ class Cluster(PodFleet):
         self.router.add_ready(pod)
         self._flush_gateway()
 
-    def _remove_pod(self, pod: Pod) -> None:
-        if pod.phase == PodPhase.PENDING:
-            self._drop_pending(pod)
-        elif pod.phase == PodPhase.STARTING:
+    def _drain(self, pod: Pod) -> None:
+        self.router.remove_ready(pod)
+        pod.phase = PodPhase.DRAINING
+        assert pod.engine is not None
+        if pod.engine.outstanding == 0:
             self._terminate(pod)
-        elif pod.phase == PodPhase.READY:
-            self.router.remove_ready(pod)
-            pod.phase = PodPhase.DRAINING
-            assert pod.engine is not None
-            if pod.engine.outstanding == 0:
-                self._terminate(pod)
-            else:
-                self._push(self.now_s + self.spec.drain_timeout_s, _DRAIN_DEADLINE, pod, 0)
+        else:
+            self._push(self.now_s + self.spec.drain_timeout_s, _DRAIN_DEADLINE, pod, 0)
 
     def _drain_deadline(self, pod: Pod) -> None:
         if pod.phase != PodPhase.DRAINING or pod.engine is None:

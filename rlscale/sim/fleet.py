@@ -1,6 +1,7 @@
-"""The pods of every pool as a Deployment controller and the scheduler keep them: the part of a
-simulated cluster that both engines share (:class:`rlscale.sim.cluster.Cluster`, request by
-request, and :class:`rlscale.sim.fluid.FluidCluster`, pools as fluids).
+"""The pods of every pool as a Deployment controller and the scheduler keep them, and the
+workload's progress: the part of a simulated cluster that both engines share
+(:class:`rlscale.sim.cluster.Cluster`, request by request, and
+:class:`rlscale.sim.fluid.FluidCluster`, pools as fluids).
 
 Pods are PENDING while no GPU of their type is free (first come, first bound), STARTING for a
 cold start drawn from the pool's distribution, then READY; a scale-down removes pods in
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Sized
 
 import numpy as np
 
@@ -22,9 +24,16 @@ class PodFleet(ABC):
     """Pods, GPUs and billing of a simulated cluster. Times are simulated seconds.
 
     Subclasses schedule a pod's readiness (:meth:`_schedule_ready`), make it ready
-    (:meth:`_pod_ready`) and remove it (:meth:`_remove_pod`); they call :meth:`_start_pods`
-    once their own state exists.
+    (:meth:`_pod_ready`), drain it (:meth:`_drain`) and end it (:meth:`_terminate`); they call
+    :meth:`_start_pods` once their own state exists.
     """
+
+    arrived: int
+    """Requests of the workload that have arrived (set by the subclass)."""
+    log: Sized
+    """One row per request that ended (set by the subclass)."""
+    _arrival_s: Sized
+    """The workload's arrival times (set by the subclass)."""
 
     def __init__(self, spec: ClusterSpec, rng: np.random.Generator) -> None:
         self.spec = spec
@@ -42,6 +51,16 @@ class PodFleet(ABC):
         """(time s, description) of every injected fault, for ``info`` and reports."""
         self._pending: dict[str, deque[Pod]] = {gpu: deque() for gpu in spec.gpu_inventory}
         self._pod_count = 0
+
+    @property
+    def arrivals_left(self) -> int:
+        """Requests of the workload that have not arrived yet."""
+        return len(self._arrival_s) - self.arrived
+
+    @property
+    def in_flight(self) -> int:
+        """Requests that arrived and have neither finished nor failed."""
+        return self.arrived - len(self.log)
 
     def _start_pods(self) -> None:
         """Create every pool's initial replicas, ready at time 0 unless ``start_cold``."""
@@ -119,11 +138,17 @@ class PodFleet(ABC):
         self.pool_pods[index].remove(pod)
         self._bind_pending(gpu_type)
 
-    def _drop_pending(self, pod: Pod) -> None:
-        """A pod that never got GPUs is deleted."""
-        self._pending[self.pools[pod.pool].gpu_type].remove(pod)
-        pod.phase = PodPhase.GONE
-        self.pool_pods[pod.pool].remove(pod)
+    def _remove_pod(self, pod: Pod) -> None:
+        """A scale-down removes the pod: deleted if it has no GPUs yet, stopped if starting,
+        drained if ready."""
+        if pod.phase == PodPhase.PENDING:
+            self._pending[self.pools[pod.pool].gpu_type].remove(pod)
+            pod.phase = PodPhase.GONE
+            self.pool_pods[pod.pool].remove(pod)
+        elif pod.phase == PodPhase.STARTING:
+            self._terminate(pod)
+        elif pod.phase == PodPhase.READY:
+            self._drain(pod)
 
     @abstractmethod
     def _schedule_ready(self, pod: Pod) -> None:
@@ -134,5 +159,9 @@ class PodFleet(ABC):
         """The pod finished its cold start (ignore it unless still STARTING)."""
 
     @abstractmethod
-    def _remove_pod(self, pod: Pod) -> None:
-        """A scale-down removes the pod."""
+    def _drain(self, pod: Pod) -> None:
+        """A ready pod stops taking requests and finishes (or drops) the ones it has."""
+
+    @abstractmethod
+    def _terminate(self, pod: Pod) -> None:
+        """The pod is gone (its subclass state settled, then :meth:`_unbind`)."""

@@ -49,6 +49,9 @@ class FluidCluster(PodFleet):
         substep_s: the fluid's time resolution, seconds.
     """
 
+    log: ArrayLog
+    _arrival_s: NDArray[np.float64]
+
     def __init__(self, spec: ClusterSpec, workload: Workload, rng: np.random.Generator,
                  *, substep_s: float = SUBSTEP_S) -> None:
         if not substep_s > 0:
@@ -79,16 +82,6 @@ class FluidCluster(PodFleet):
         self.router.set_weights(weights)
 
     # ------------------------------------------------------------------ time
-    @property
-    def arrivals_left(self) -> int:
-        """Requests of the workload that have not arrived yet."""
-        return len(self._arrival_s) - self.arrived
-
-    @property
-    def in_flight(self) -> int:
-        """Requests that arrived and have neither finished nor failed."""
-        return self.arrived - len(self.log)
-
     def run_until(self, end_s: float) -> None:
         """Advance to simulated time ``end_s`` (arrivals up to it included)."""
         start_s = self.now_s
@@ -266,22 +259,17 @@ class FluidCluster(PodFleet):
         pod.phase = PodPhase.READY
         self.router.add_ready(pod)
 
-    def _remove_pod(self, pod: Pod) -> None:
-        if pod.phase == PodPhase.PENDING:
-            self._drop_pending(pod)
-        elif pod.phase == PodPhase.STARTING:
+    def _drain(self, pod: Pod) -> None:
+        serving = sum(1 for p in self.pool_pods[pod.pool]
+                      if p.phase in (PodPhase.READY, PodPhase.DRAINING))
+        self.router.remove_ready(pod)
+        pod.phase = PodPhase.DRAINING
+        self._drain_deadline[pod.id] = self.now_s + self.spec.drain_timeout_s
+        drain_s = self._drain_estimate_s(pod.pool, serving)
+        if drain_s <= 0:
             self._terminate(pod)
-        elif pod.phase == PodPhase.READY:
-            serving = sum(1 for p in self.pool_pods[pod.pool]
-                          if p.phase in (PodPhase.READY, PodPhase.DRAINING))
-            self.router.remove_ready(pod)
-            pod.phase = PodPhase.DRAINING
-            self._drain_deadline[pod.id] = self.now_s + self.spec.drain_timeout_s
-            drain_s = self._drain_estimate_s(pod.pool, serving)
-            if drain_s <= 0:
-                self._terminate(pod)
-            else:
-                self._push(self.now_s + min(drain_s, self.spec.drain_timeout_s), _DRAIN_END, pod)
+        else:
+            self._push(self.now_s + min(drain_s, self.spec.drain_timeout_s), _DRAIN_END, pod)
 
     def _drain_estimate_s(self, pool: int, serving: int) -> float:
         """Seconds until a pod leaving a pool of ``serving`` replicas has finished its share
