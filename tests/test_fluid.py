@@ -54,6 +54,7 @@ def test_every_request_ends_exactly_once() -> None:
     assert cluster.in_flight == 0
 
 
+@pytest.mark.slow
 def test_light_load_latencies_match_the_request_level_engine() -> None:
     workload = _poisson(4.0, 600.0)
     summaries = {}
@@ -164,6 +165,7 @@ def test_array_log_slices_across_chunks() -> None:
     assert log.arrays()["id"].tolist() == list(range(6))
 
 
+@pytest.mark.slow
 def test_fast_env_passes_the_checker_and_is_deterministic_and_picklable() -> None:
     from gymnasium.utils.env_checker import check_env
 
@@ -195,6 +197,7 @@ def test_engine_mode_is_validated() -> None:
         env_config(scenario, {"engine": {"mode": "fast"}, "faults": {"pod_crash_per_hour": 1}})
 
 
+@pytest.mark.slow
 def test_training_rollouts_use_the_configured_engine(tmp_path: object) -> None:
     from pathlib import Path
 
