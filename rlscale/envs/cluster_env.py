@@ -14,12 +14,12 @@ from rlscale.agents.shield import Shield
 from rlscale.agents.window import ObservationWindow
 from rlscale.envs.actions import ActionCodec, DecodedAction
 from rlscale.envs.config import EnvConfig, env_config
-from rlscale.envs.faults import schedule_faults
+from rlscale.envs.faults import schedule_faults, slow_cold_starts
 from rlscale.envs.splits import TRAIN_SEED_BASE, Window, scenario_splits
 from rlscale.envs.step_metrics import ended_since
 from rlscale.metrics.observation import ObservationBuilder, ObservationConfig
+from rlscale.sim.backend import AnyCluster, make_cluster, ready_counts, snapshot_of
 from rlscale.sim.cluster import Cluster
-from rlscale.sim.export import cluster_snapshot
 from rlscale.sim.pool_info import observation_config
 from rlscale.sim.scenario import Scenario, load_scenario
 from rlscale.sim.workload import Workload, rate_scaled
@@ -94,6 +94,9 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     workload from (family, parameters, load as a fraction of capacity) instead of the
     scenario's workload and ``episode.load_scale`` (held-out windows still replay theirs);
     ``max_episode_steps``: steps until ``truncated`` (default from the scenario's episode).
+    ``overrides={"engine": {"mode": "fast"}}`` (or ``engine: {mode: fast}`` in the scenario)
+    runs the fast engine (:mod:`rlscale.sim.fluid`): same spaces, reward, shield and
+    observation code, engines approximated as fluids; for bulk training rollouts only.
 
     ## Info
     ``time_s``, ``requests`` (ended in the step), ``completed``, ``failed``, ``slo_attainment``,
@@ -170,7 +173,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.action_space = gym.spaces.MultiDiscrete(self.codec.nvec)
         self.step_cost_max = sum(p.gpu_price * p.gpus_per_replica * p.max_replicas
                                  for p in spec.pools) * control.interval_s / 3600.0
-        self.cluster: Cluster | None = None
+        self.cluster: AnyCluster | None = None
         self.offset_s = 0.0
         self.episode_load_scale = 1.0
         self._trace: Workload | None = None
@@ -203,9 +206,12 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         if self.episode_load_scale != 1.0:
             workload = rate_scaled(workload, self.episode_load_scale, rng)
         cluster_rng = np.random.default_rng(int(rng.integers(2**63)))
-        self.cluster = Cluster(self.scenario.cluster, workload, cluster_rng,
-                               step_by_step=self.step_by_step)
-        schedule_faults(self.cluster, self.config.faults, horizon_s, rng)
+        self.cluster = make_cluster(self.config.engine.mode, self.scenario.cluster, workload,
+                                    cluster_rng, step_by_step=self.step_by_step)
+        if isinstance(self.cluster, Cluster):
+            schedule_faults(self.cluster, self.config.faults, horizon_s, rng)
+        else:  # the config allows the fast engine only the faults it models
+            slow_cold_starts(self.cluster, self.config.faults, rng)
         self.lookback.clear()
         self._log_start = 0
         self._cost_before = self._gpu_hours_before = 0.0
@@ -337,7 +343,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                             f"{name}_mean_s": float(values.mean()) if len(values) else np.nan})
         return summary
 
-    def _cluster(self) -> Cluster:
+    def _cluster(self) -> AnyCluster:
         if self.cluster is None:
             raise RuntimeError("call reset() before step() or action_masks()")
         return self.cluster
@@ -405,7 +411,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     def _record_snapshot(self) -> None:
         cluster = self._cluster()
-        snapshot = cluster_snapshot(cluster)
+        snapshot = snapshot_of(cluster)
         snapshot = dataclasses.replace(snapshot, time_s=snapshot.time_s + self.offset_s)
         dropout = self.config.faults.metric_dropout_prob
         if dropout > 0 and snapshot.pods and self.np_random.random() < dropout:
@@ -428,8 +434,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             "time_s": cluster.now_s,
             **metrics,
             "replicas": list(cluster.desired),
-            "ready": [sum(1 for p in pods if p.engine is not None and p.phase.name == "READY")
-                      for pods in cluster.pool_pods],
+            "ready": ready_counts(cluster),
             "weights": cluster.router.effective_weights(),
             "clamped": bool(decoded.clamped) if decoded else False,
             "all_weights_zero": bool(decoded.all_weights_zero) if decoded else False,

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlscale.configschema import ConfigError, Section
+from rlscale.sim.backend import MODES
 from rlscale.sim.control import ControlConfig, read_control
 from rlscale.sim.scenario import Scenario
 
@@ -71,6 +72,20 @@ class FaultConfig:
 
 
 @dataclass(frozen=True)
+class EngineConfig:
+    """Which simulator runs the cluster.
+
+    Attributes:
+        mode: ``request`` (default): every request through vLLM's scheduler, the reference for
+            evaluation and every reported figure; ``fast``: the same pods, GPUs, gateway and
+            routing with each pool's engines as a fluid (:mod:`rlscale.sim.fluid`), for bulk
+            training rollouts. Faults that crash pods or lose nodes need ``request``.
+    """
+
+    mode: str = "request"
+
+
+@dataclass(frozen=True)
 class EnvConfig:
     """All environment settings."""
 
@@ -78,6 +93,7 @@ class EnvConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     episode: EpisodeConfig = field(default_factory=EpisodeConfig)
     faults: FaultConfig = field(default_factory=FaultConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
     @property
     def max_episode_steps(self) -> int:
@@ -86,12 +102,13 @@ class EnvConfig:
 
 
 def env_config(scenario: Scenario, overrides: dict[str, Any] | None = None) -> EnvConfig:
-    """Read the scenario's ``control``, ``reward``, ``episode`` and ``faults`` sections.
+    """Read the scenario's ``control``, ``reward``, ``episode``, ``faults`` and ``engine``
+    sections.
 
     ``overrides`` maps section name to a mapping of fields that replace the scenario's.
     """
     merged = {key: {**(scenario.sections.get(key) or {}), **((overrides or {}).get(key) or {})}
-              for key in ("control", "reward", "episode", "faults")}
+              for key in ("control", "reward", "episode", "faults", "engine")}
     unknown = sorted(set(overrides or {}) - set(merged))
     if unknown:
         raise ConfigError(f"env overrides: unknown section(s) {unknown}; "
@@ -130,4 +147,11 @@ def env_config(scenario: Scenario, overrides: dict[str, Any] | None = None) -> E
                                      min_value=0, max_value=1),
     )
     f.finish()
-    return EnvConfig(control, reward, episode, faults)
+    g = Section(merged["engine"], "scenario.engine")
+    engine = EngineConfig(mode=g.string("mode", "request", MODES))
+    g.finish()
+    if engine.mode == "fast" and (faults.pod_crash_per_hour > 0 or faults.node_loss_per_hour > 0):
+        raise ConfigError("scenario.engine.mode: 'fast' does not model pod crashes or node "
+                          "losses; set faults.pod_crash_per_hour and faults.node_loss_per_hour "
+                          "to 0 or use mode 'request'")
+    return EnvConfig(control, reward, episode, faults, engine)

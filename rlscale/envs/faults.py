@@ -11,6 +11,7 @@ import functools
 import numpy as np
 
 from rlscale.envs.config import FaultConfig
+from rlscale.sim.backend import AnyCluster
 from rlscale.sim.cluster import Cluster
 from rlscale.sim.pod import PodPhase
 
@@ -57,6 +58,12 @@ def schedule_faults(cluster: Cluster, faults: FaultConfig, duration_s: float,
         pool = cluster.pools[int(rng.integers(len(cluster.pools)))]
         cluster.schedule(at_s, functools.partial(
             lose_node, pool.gpu_type, faults.node_gpus, faults.node_loss_duration_s))
+    slow_cold_starts(cluster, faults, rng)
+
+
+def slow_cold_starts(cluster: AnyCluster, faults: FaultConfig, rng: np.random.Generator) -> None:
+    """With ``slow_cold_start_prob``, one random pool's cold starts take
+    ``slow_cold_start_factor`` times longer this episode (either engine)."""
     if faults.slow_cold_start_prob > 0 and rng.random() < faults.slow_cold_start_prob:
         pool_index = int(rng.integers(len(cluster.pools)))
         cluster.cold_start_factor[pool_index] = faults.slow_cold_start_factor

@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from rlscale.sim.fluid.log import ArrayLog
 from rlscale.sim.spec import SLO
 from rlscale.sim.stats import RequestLog
 
 
-def ended_since(log: RequestLog, start: int, slo: SLO) -> dict[str, Any]:
+def ended_since(log: RequestLog | ArrayLog, start: int, slo: SLO) -> dict[str, Any]:
     """Counts, SLO attainment and latency percentiles of log rows ``start:`` (seconds).
 
     ``slo_attainment`` is the share of ended requests that finished within both SLOs (failed
@@ -38,12 +39,10 @@ def ended_since(log: RequestLog, start: int, slo: SLO) -> dict[str, Any]:
         "slo_attainment": met / ended,
         "output_tokens": int(np.asarray(log.int_columns["output_tokens"][start:])[done].sum()),
     }
-    for name, values in (("ttft", ttft), ("itl", itl), ("e2e", e2e)):
-        finished = values[done]
-        if len(finished):
-            p50, p90, p99 = np.percentile(finished, [50, 90, 99])
-        else:
-            p50 = p90 = p99 = math.nan
-        out[f"{name}_p50_s"], out[f"{name}_p90_s"], out[f"{name}_p99_s"] = (
-            float(p50), float(p90), float(p99))
+    finished = np.stack([ttft, itl, e2e])[:, done]
+    quantiles = (np.percentile(finished, [50, 90, 99], axis=1) if finished.shape[1]
+                 else np.full((3, 3), math.nan))
+    for column, name in enumerate(("ttft", "itl", "e2e")):
+        p50, p90, p99 = quantiles[:, column].tolist()
+        out[f"{name}_p50_s"], out[f"{name}_p90_s"], out[f"{name}_p99_s"] = p50, p90, p99
     return out

@@ -35,7 +35,9 @@ def run_task(task: Task) -> dict[str, Any]:
     """Run one episode; returns the summary row with a ``series`` of per-step values."""
     scenario = load_scenario(task.scenario)
     judged_on = policy_observation(task.policy, [p.name for p in scenario.cluster.pools])
-    env = LLMClusterEnv(scenario, window=task.window, load_scale=1.0, observation=judged_on)
+    # Every evaluation (validation, checkpoint selection, reports) runs the request-level engine.
+    env = LLMClusterEnv(scenario, {"engine": {"mode": "request"}}, window=task.window,
+                        load_scale=1.0, observation=judged_on)
     observation, _ = env.reset(seed=task.seed)
     policy = build_policy(task.policy, env.policy_context(), scenario)
     policy.reset()

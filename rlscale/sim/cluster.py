@@ -22,10 +22,11 @@ from collections.abc import Callable
 import numpy as np
 
 from rlscale.sim.engine import ReplicaEngine
+from rlscale.sim.fleet import PodFleet
 from rlscale.sim.pod import Pod, PodPhase
 from rlscale.sim.request import Request, RequestState
 from rlscale.sim.router import Router
-from rlscale.sim.spec import ClusterSpec, PoolSpec
+from rlscale.sim.spec import ClusterSpec
 from rlscale.sim.stats import (
     FAIL_DRAIN_TIMEOUT,
     FAIL_GATEWAY_TIMEOUT,
@@ -42,7 +43,7 @@ class SimulationStalledError(RuntimeError):
     """Requests are in flight but no event can ever move them (a bug or an impossible setup)."""
 
 
-class Cluster:
+class Cluster(PodFleet):
     """A simulated Kubernetes cluster serving one workload.
 
     Args:
@@ -52,58 +53,28 @@ class Cluster:
         step_by_step: engines advance one step per event (the slow reference mode).
     """
 
+    log: RequestLog
+    _arrival_s: list[float]
+
     def __init__(self, spec: ClusterSpec, workload: Workload, rng: np.random.Generator,
                  *, step_by_step: bool = False) -> None:
-        self.spec = spec
+        super().__init__(spec, rng)
         self.step_by_step = step_by_step
-        self.pools: tuple[PoolSpec, ...] = spec.pools
-        self.rng = rng
-        self.now_s = 0.0
         self.log = RequestLog()
         self.router = Router([p.routing_weight for p in spec.pools], spec.routing, rng)
         self.gateway: deque[Request] = deque()
-        self.gpu_total = dict(spec.gpu_inventory)
-        self.gpu_free = dict(spec.gpu_inventory)
-        self.desired = [p.initial_replicas for p in spec.pools]
-        self.pool_pods: list[list[Pod]] = [[] for _ in spec.pools]
-        self.gpu_seconds = [0.0] * len(spec.pools)
         self.retired_kv_seconds = [0.0] * len(spec.pools)
         self.retired_ready_seconds = [0.0] * len(spec.pools)
         self.arrived = 0
-        self.cold_start_factor = [1.0] * len(spec.pools)
-        """Multiplies each pool's cold starts (the slow-cold-start fault sets it above 1)."""
-        self.fault_log: list[tuple[float, str]] = []
-        """(time s, description) of every injected fault, for ``info`` and reports."""
-        self._pending: dict[str, deque[Pod]] = {gpu: deque() for gpu in spec.gpu_inventory}
         self._events: list[tuple[float, int, int, object, int]] = []
         self._seq = 0
-        self._pod_count = 0
         self._arrival_s = workload.arrival_s.tolist()
         self._prompt = workload.prompt_tokens.tolist()
         self._output = workload.output_tokens.tolist()
         self._ready_since: dict[int, float] = {}
-        for index, pool in enumerate(spec.pools):
-            for _ in range(pool.initial_replicas):
-                pod = self._create_pod(index)
-                if not spec.start_cold and pod.phase == PodPhase.STARTING:
-                    pod.ready_at_s = 0.0
-                    self._pod_ready(pod)
+        self._start_pods()
 
     # ------------------------------------------------------------------ control surface
-    def set_replicas(self, pool: int, replicas: int) -> None:
-        """Set a pool's desired replica count now (the Deployment's ``spec.replicas``)."""
-        if replicas < 0:
-            raise ValueError(f"pool {self.pools[pool].name!r}: replicas must be >= 0")
-        self.desired[pool] = replicas
-        active = [p for p in self.pool_pods[pool] if p.phase <= PodPhase.READY]
-        for _ in range(replicas - len(active)):
-            self._create_pod(pool)
-        surplus = len(active) - replicas
-        if surplus > 0:
-            # Kubernetes' ReplicaSet deletes unscheduled, then not-ready, then newest pods first.
-            for pod in sorted(active, key=lambda p: (p.phase, -p.id))[:surplus]:
-                self._remove_pod(pod)
-
     def set_weights(self, weights: list[float]) -> None:
         """Set the routing weight of each pool (HTTPRoute ``backendRefs[].weight``)."""
         self.router.set_weights(weights)
@@ -146,16 +117,6 @@ class Cluster:
         self._bind_pending(gpu_type)
 
     # ------------------------------------------------------------------ time
-    @property
-    def arrivals_left(self) -> int:
-        """Requests of the workload that have not arrived yet."""
-        return len(self._arrival_s) - self.arrived
-
-    @property
-    def in_flight(self) -> int:
-        """Requests that arrived and have neither finished nor failed."""
-        return self.arrived - len(self.log)
-
     def run_until(self, end_s: float) -> None:
         """Process every arrival and event up to simulated time ``end_s`` (inclusive)."""
         events = self._events
@@ -204,16 +165,6 @@ class Cluster:
                     f"pending (an engine cannot admit its queue head)")
 
     # ------------------------------------------------------------------ accounting
-    def gpu_hours(self, pool: int) -> float:
-        """GPU-hours the pool has held so far (starting, ready and draining pods)."""
-        live = sum((self.now_s - p.gpu_since_s) * p.gpus
-                   for p in self.pool_pods[pool] if p.holds_gpus)
-        return (self.gpu_seconds[pool] + live) / 3600.0
-
-    def cost_usd(self, pool: int) -> float:
-        """US dollars the pool has cost so far."""
-        return self.gpu_hours(pool) * self.pools[pool].gpu_price
-
     def kv_integrals(self, pool: int | None = None) -> tuple[float, float]:
         """(KV-usage x seconds, ready-replica seconds) summed over replicas so far."""
         pools = range(len(self.pools)) if pool is None else [pool]
@@ -231,10 +182,6 @@ class Cluster:
         """Time-weighted mean KV-cache usage of ready replicas (fraction), over the run so far."""
         kv_seconds, ready_seconds = self.kv_integrals(pool)
         return kv_seconds / ready_seconds if ready_seconds > 0 else 0.0
-
-    def pods_in(self, pool: int, phase: PodPhase) -> int:
-        """Number of the pool's pods in ``phase``."""
-        return sum(1 for p in self.pool_pods[pool] if p.phase == phase)
 
     # ------------------------------------------------------------------ internals
     def _push(self, at_s: float, kind: int, obj: object, version: int) -> None:
@@ -325,33 +272,8 @@ class Cluster:
                 return
             self._send(self.gateway.popleft(), pod)
 
-    def _create_pod(self, pool: int) -> Pod:
-        spec = self.pools[pool]
-        self._pod_count += 1
-        pod = Pod(self._pod_count, f"{spec.name}-{self._pod_count}", pool,
-                  spec.gpus_per_replica, self.now_s)
-        self.pool_pods[pool].append(pod)
-        queue = self._pending[spec.gpu_type]
-        if not queue and self.gpu_free[spec.gpu_type] >= pod.gpus:
-            self._bind(pod)
-        else:
-            queue.append(pod)
-        return pod
-
-    def _bind(self, pod: Pod) -> None:
-        """Give the pod its GPUs and start its cold start."""
-        spec = self.pools[pod.pool]
-        self.gpu_free[spec.gpu_type] -= pod.gpus
-        pod.phase = PodPhase.STARTING
-        pod.gpu_since_s = self.now_s
-        cold_start_s = spec.replica_cold_start.sample(self.rng) * self.cold_start_factor[pod.pool]
-        pod.ready_at_s = self.now_s + cold_start_s
+    def _schedule_ready(self, pod: Pod) -> None:
         self._push(pod.ready_at_s, _POD_READY, pod, 0)
-
-    def _bind_pending(self, gpu_type: str) -> None:
-        queue = self._pending[gpu_type]
-        while queue and self.gpu_free[gpu_type] >= queue[0].gpus:
-            self._bind(queue.popleft())
 
     def _pod_ready(self, pod: Pod) -> None:
         if pod.phase != PodPhase.STARTING:
@@ -363,21 +285,14 @@ class Cluster:
         self.router.add_ready(pod)
         self._flush_gateway()
 
-    def _remove_pod(self, pod: Pod) -> None:
-        if pod.phase == PodPhase.PENDING:
-            self._pending[self.pools[pod.pool].gpu_type].remove(pod)
-            pod.phase = PodPhase.GONE
-            self.pool_pods[pod.pool].remove(pod)
-        elif pod.phase == PodPhase.STARTING:
+    def _drain(self, pod: Pod) -> None:
+        self.router.remove_ready(pod)
+        pod.phase = PodPhase.DRAINING
+        assert pod.engine is not None
+        if pod.engine.outstanding == 0:
             self._terminate(pod)
-        elif pod.phase == PodPhase.READY:
-            self.router.remove_ready(pod)
-            pod.phase = PodPhase.DRAINING
-            assert pod.engine is not None
-            if pod.engine.outstanding == 0:
-                self._terminate(pod)
-            else:
-                self._push(self.now_s + self.spec.drain_timeout_s, _DRAIN_DEADLINE, pod, 0)
+        else:
+            self._push(self.now_s + self.spec.drain_timeout_s, _DRAIN_DEADLINE, pod, 0)
 
     def _drain_deadline(self, pod: Pod) -> None:
         if pod.phase != PodPhase.DRAINING or pod.engine is None:
@@ -387,18 +302,14 @@ class Cluster:
         self._terminate(pod)
 
     def _terminate(self, pod: Pod) -> None:
-        """The pod is gone: release its GPUs, keep its accounting, start pending pods."""
+        """The pod is gone: keep its engine's accounting, release its GPUs, start pending
+        pods."""
         index = pod.pool
-        if pod.holds_gpus:
-            self.gpu_seconds[index] += (self.now_s - pod.gpu_since_s) * pod.gpus
-            self.gpu_free[self.pools[index].gpu_type] += pod.gpus
         if pod.engine is not None:
             engine = pod.engine
             engine.sync(self.now_s)
             self.retired_kv_seconds[index] += engine.kv_token_seconds / engine.kv_capacity
             self.retired_ready_seconds[index] += self.now_s - self._ready_since.pop(pod.id)
             pod.engine = None
-        pod.phase = PodPhase.GONE
         pod.event_version += 1
-        self.pool_pods[index].remove(pod)
-        self._bind_pending(self.pools[index].gpu_type)
+        self._unbind(pod)

@@ -25,7 +25,7 @@ from rlscale.sim.spec import SLO, ClusterSpec, PoolSpec
 from rlscale.sim.workload import Workload, workload_from_config
 
 DEFAULT_SCENARIO = "hetero-3pool"
-OWNED_ELSEWHERE = ("control", "reward", "episode", "faults", "splits", "tuning")
+OWNED_ELSEWHERE = ("control", "reward", "episode", "faults", "splits", "tuning", "engine")
 ENGINE_SETTINGS = {
     "max_num_seqs": int,
     "max_num_batched_tokens": int,

@@ -19,6 +19,7 @@ from rlscale.agents.baselines import knobs_of
 from rlscale.configschema import ConfigError, Section
 from rlscale.evaluate.policies import parse_policies
 from rlscale.evaluate.suite import held_out_families as suite_families
+from rlscale.sim.backend import MODES
 from rlscale.sim.workload.config import WorkloadConfigError
 from rlscale.sim.workload.mixture import WorkloadMixture, parse_mixture
 
@@ -100,6 +101,10 @@ class TrainConfig:
     total_timesteps: int = 120_000
     n_envs: int = 2
     seed: int = 0
+    rollout_engine: str = "request"
+    """Engine of the PPO and imitation rollouts: ``request`` or ``fast`` (see
+    :class:`rlscale.envs.config.EngineConfig`). Validation, checkpoint selection and the
+    closing evaluation run the request-level engine whatever this says."""
     reward: dict[str, float] = field(default_factory=dict)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     normalize_reward: bool = True
@@ -253,6 +258,7 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
         total_timesteps=top.integer("total_timesteps", 120_000, min_value=1),
         n_envs=top.integer("n_envs", 2, min_value=1, max_value=256),
         seed=top.integer("seed", 0, min_value=0),
+        rollout_engine=top.string("rollout_engine", "request", MODES),
         reward={str(k): float(v) for k, v in reward.items()},
         ppo=ppo,
         normalize_reward=top.boolean("normalize_reward", True),

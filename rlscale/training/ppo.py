@@ -60,8 +60,8 @@ def make_env_factory(config: TrainConfig, rank: int, monitor_dir: Path) -> Any:
     def factory() -> gym.Env[Any, Any]:
         from stable_baselines3.common.monitor import Monitor
 
-        env = LLMClusterEnv(config.scenario, overrides={"reward": dict(config.reward)},
-                            workloads=config.mixture())
+        overrides = {"reward": dict(config.reward), "engine": {"mode": config.rollout_engine}}
+        env = LLMClusterEnv(config.scenario, overrides=overrides, workloads=config.mixture())
         limited = gym.wrappers.TimeLimit(env, env.config.max_episode_steps)
         monitored = Monitor(limited, str(monitor_dir / f"env-{rank}"),
                             info_keywords=("slo_attainment", "cost_usd"))

@@ -1,0 +1,161 @@
+"""One pool's serving capacity as a fluid: token queues and decoding sequences, stepped in
+sub-intervals of about a second.
+
+The pool's ready (and draining) replicas are treated as identical engines sharing its work evenly
+(what least-outstanding routing aims at). In every sub-step of ``dt`` seconds each replica runs
+``k`` engine steps; a step gives one token to each of its ``d`` decoding sequences and a prefill
+chunk of up to ``max_num_batched_tokens - d`` tokens to queued prompts, and lasts (the profile's
+iteration-time model, :mod:`rlscale.sim.profile`)::
+
+    t_step = overhead_s + prefill_s_per_token * chunk + decode_s_per_seq * d
+             + context_s_per_token * (context tokens of the d sequences + d)
+
+If the queue can fill every chunk, ``k = dt / t_step`` with full chunks; otherwise the queue is
+prefilled whole and the rest of ``dt`` runs decode-only steps. Admission stops at
+``max_num_seqs`` running sequences and at a full KV cache (``kv_capacity_tokens``). Sequences
+finish at rate ``k / mean output tokens`` (memoryless between the step boundaries, where the
+cluster resets the fluid from the per-request state, :mod:`rlscale.sim.fluid.requests`).
+
+The pool keeps, per sub-step boundary, the cumulative prompt tokens prefilled (``prefilled``),
+engine steps per replica (``iterations``) and the decode-only step time (``decode_step_s``):
+and the pool's prefill rate when its chunks are full (``prefill_rate``, tokens/s): the curves
+from which each request's first-token and finish times are read. Within a sub-step prefill runs
+at that rate until the sub-step's tokens are done (work is not spread over the sub-step).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from rlscale.sim.profile import PerformanceProfile
+
+_INITIAL_POINTS = 4096
+
+
+class FluidPool:
+    """The aggregate state of one pool's engines. Tokens are counts, times seconds.
+
+    Attributes:
+        queue_tokens / queue_requests: prompt tokens still to prefill, and the requests they
+            belong to (waiting or partly prefilled).
+        decoding: sequences past their first token; context_tokens: the KV tokens they hold.
+        points: number of valid entries in the curves ``times``, ``prefilled``,
+            ``iterations``, ``decode_step_s``.
+    """
+
+    def __init__(self, profile: PerformanceProfile, mean_output_tokens: float) -> None:
+        self.profile = profile
+        self.overhead_s = profile.overhead_s
+        self.prefill_s = profile.prefill_s_per_token
+        self.decode_s = profile.decode_s_per_seq
+        self.context_s = profile.context_s_per_token
+        self.batch_tokens = float(profile.max_num_batched_tokens)
+        self.max_num_seqs = float(profile.max_num_seqs)
+        self.kv_capacity = float(profile.kv_capacity_tokens)
+        self.mean_output = max(float(mean_output_tokens), 1.0)
+        self.queue_tokens = 0.0
+        self.queue_requests = 0.0
+        self.decoding = 0.0
+        self.context_tokens = 0.0
+        self.step_s = self.overhead_s
+        """Mean engine step time of the last busy sub-step (s)."""
+        self.times = np.zeros(_INITIAL_POINTS)
+        self.prefilled = np.zeros(_INITIAL_POINTS)
+        self.iterations = np.zeros(_INITIAL_POINTS)
+        self.decode_step_s = np.full(_INITIAL_POINTS, self.overhead_s)
+        self.prefill_rate = np.zeros(_INITIAL_POINTS)
+        self.points = 1
+        self._last = (0.0, 0.0, 0.0)  # time, prefilled, iterations at the last point (floats)
+        self.kv_token_seconds = 0.0
+        """Integral of the KV tokens held over time (token x s), summed over replicas."""
+        self.prompt_tokens_total = 0.0
+        self.generation_tokens_total = 0.0
+        self.itl_values: list[float] = []
+        self.itl_weights: list[float] = []
+
+    def start(self, time_s: float) -> None:
+        """Set the time of the curves' first point (before any :meth:`advance`)."""
+        self.times[0] = time_s
+        self._last = (time_s, 0.0, 0.0)
+
+    def advance(self, end_s: float, replicas: float, new_tokens: float,
+                new_requests: float) -> None:
+        """Run the pool's ``replicas`` engines from the last point to ``end_s`` after
+        ``new_requests`` requests with ``new_tokens`` prompt tokens joined its queue."""
+        i = self.points
+        if i == len(self.times):
+            self._grow()
+        last_s, prefilled, iterations = self._last
+        dt = end_s - last_s
+        self.queue_tokens += new_tokens
+        self.queue_requests += new_requests
+        decode_step = self.overhead_s
+        rate = 0.0
+        if replicas > 0 and dt > 0:
+            d = self.decoding / replicas
+            c = self.context_tokens / replicas
+            decode_step = self.overhead_s + self.decode_s * d + self.context_s * (c + d)
+            queue = self.queue_tokens / replicas
+            mean_prompt = self.queue_tokens / self.queue_requests if self.queue_requests else 0.0
+            room = min(queue, max(0.0, self.kv_capacity - c),
+                       max(0.0, self.max_num_seqs - d) * mean_prompt)
+            chunk = self.batch_tokens - d
+            if room <= 0 or chunk <= 0:
+                tokens, steps = 0.0, dt / decode_step
+            else:
+                full = dt / (decode_step + self.prefill_s * chunk)
+                rate = full * chunk * replicas / dt
+                if full * chunk <= room:
+                    tokens, steps = full * chunk, full
+                else:
+                    tokens, steps = room, (dt - self.prefill_s * room) / decode_step
+            total = tokens * replicas
+            started = min(self.queue_requests, total / mean_prompt) if total > 0 else 0.0
+            self.queue_tokens = max(0.0, self.queue_tokens - total)
+            self.queue_requests = max(0.0, self.queue_requests - started)
+            if self.decoding > 0:
+                self.itl_values.append(dt / steps)
+                self.itl_weights.append(self.decoding * steps)
+                self.step_s = dt / steps
+            generated = self.decoding * steps
+            kept = math.exp(-steps / self.mean_output)
+            self.context_tokens = (self.context_tokens + generated) * kept + started * mean_prompt
+            self.decoding = self.decoding * kept + started
+            self.kv_token_seconds += self.context_tokens * dt
+            self.prompt_tokens_total += total
+            self.generation_tokens_total += generated + started
+            prefilled += total
+            iterations += steps
+        self.times[i] = end_s
+        self.prefilled[i] = prefilled
+        self.iterations[i] = iterations
+        self.decode_step_s[i] = decode_step
+        self.prefill_rate[i] = rate
+        self.points = i + 1
+        self._last = (end_s, prefilled, iterations)
+
+    def gauges(self, replicas: int) -> tuple[float, float, float]:
+        """(running, waiting, KV-cache usage fraction) over ``replicas`` engines, as vLLM's
+        gauges would sum (running, waiting) or average (usage) them."""
+        if replicas <= 0:
+            return 0.0, 0.0, 0.0
+        mean_prompt = self.queue_tokens / self.queue_requests if self.queue_requests else 0.0
+        per_replica_chunks = max(1.0, self.batch_tokens / mean_prompt) if mean_prompt else 1.0
+        room = max(0.0, self.max_num_seqs * replicas - self.decoding)
+        prefilling = min(self.queue_requests, per_replica_chunks * replicas, room)
+        running = self.decoding + prefilling
+        used = self.context_tokens + prefilling * mean_prompt
+        block = self.profile.kv_block_size / 2.0
+        usage = min(1.0, (used + running * block) / (self.kv_capacity * replicas))
+        return running, self.queue_requests - prefilling, usage if running > 0 else 0.0
+
+    def _grow(self) -> None:
+        size = 2 * len(self.times)
+        for name in ("times", "prefilled", "iterations", "decode_step_s", "prefill_rate"):
+            old: NDArray[np.float64] = getattr(self, name)
+            new = np.zeros(size)
+            new[:len(old)] = old
+            setattr(self, name, new)
