@@ -7,7 +7,9 @@ One iteration (:meth:`ControlLoop.run_once`):
    collection is older than ``staleness_s``; *missing* when a pool's Deployment or all of its
    pods' metrics could not be read; *partial* when some pods' metrics could not. Stale or
    missing: the current replicas and weights are kept and nothing is written (reason
-   ``StaleMetrics`` / ``MissingMetrics``): the loop never acts on data it does not have;
+   ``StaleMetrics`` / ``MissingMetrics``): the loop never acts on data it does not have; a
+   pod sample beyond physical bounds (:mod:`~rlscale.controller.plausibility`) is left out
+   as if its scrape had failed (``ImplausibleMetrics``, partial);
 3. **observe** with the same :class:`~rlscale.metrics.observation.ObservationBuilder` the
    environment uses, on the snapshot history, plus
    :func:`~rlscale.metrics.observation.interval_stats` for the heuristics;
@@ -18,10 +20,12 @@ One iteration (:meth:`ControlLoop.run_once`):
    (``FallbackNaN`` / ``FallbackOutOfRange``) or the policy raised or refused
    (``PolicyError`` / ``FallbackInvalid``); a bundle that failed to load is reported as
    ``BundleLoadFailed`` on every decision;
-5. **act** only in ``act`` mode and while leader (as read when the iteration starts; the
-   Lease's ``lease_duration_s - renew_deadline_s`` margin covers one iteration's writes):
-   scale the pools whose replicas changed, set the HTTPRoute weights if the shares changed,
-   record Events; ``shadow`` mode logs what it would do and never writes;
+5. **act** only in ``act`` mode and while this process can prove it holds the Lease, asked
+   when the iteration starts *and again immediately before every write* (fencing: a process
+   paused mid-iteration and resumed after another took over writes nothing; see
+   :meth:`~rlscale.controller.leader.LeaderElector.holds_lease`): scale the pools whose
+   replicas changed, set the HTTPRoute weights if the shares changed, record Events;
+   ``shadow`` mode logs what it would do and never writes;
 6. **report**: metrics, one JSON log line per decision, the :class:`DecisionRecord`.
 
 Snapshot history. A pod listed as running whose scrape failed is absent from that snapshot;
@@ -29,6 +33,10 @@ when it is read again its counters would look like one interval's growth, so the
 snapshot is given its current sample (zero growth) and that interval counts as partial. A pod
 that was still starting (not ready: vLLM serves no ``/metrics`` while it loads the model, and
 the Service sends it nothing) is not backfilled: its counters start at zero.
+
+Time. The loop's schedule, readiness, staleness and every rate's denominator are read from
+``clock``, a :class:`~rlscale.controller.clocks.SteadyClock` by default (monotonic, expressed
+as Unix seconds as of start): a wall-clock step changes no decision.
 """
 
 from __future__ import annotations
@@ -48,12 +56,15 @@ from rlscale.agents.window import ObservationWindow
 from rlscale.controller.actuator import (
     ActuationError,
     Actuator,
+    FencedError,
     PermanentActuationError,
     backend_weights,
 )
+from rlscale.controller.clocks import SteadyClock
 from rlscale.controller.cluster_state import GATEWAY_GROUP, GATEWAY_VERSION, Problem
 from rlscale.controller.config import ControllerConfig
 from rlscale.controller.observability import ControllerMetrics, EventRecorder
+from rlscale.controller.plausibility import screen
 from rlscale.controller.policies import PolicySetup
 from rlscale.controller.sources import CollectedMetrics, MetricSource
 from rlscale.metrics.observation import ObservationBuilder, PoolInfo
@@ -120,15 +131,17 @@ class ControlLoop:
         setup: the policy, shield and observation config;
         actuator: writes (None: never writes, as in shadow mode);
         metrics / events: where to report (optional);
-        is_leader: whether this replica may write now (leader election);
-        clock: Unix seconds, used by :meth:`run_forever` and readiness.
+        is_leader: whether this process may write *now* (leader election's fence), asked at
+            the start of an iteration and immediately before every write;
+        clock: the steady timeline (seconds; see the module docstring) of
+            :meth:`run_forever`, readiness, snapshots and rates.
     """
 
     def __init__(self, config: ControllerConfig, source: MetricSource, setup: PolicySetup, *,
                  actuator: Actuator | None = None, metrics: ControllerMetrics | None = None,
                  events: EventRecorder | None = None,
                  is_leader: Callable[[], bool] = lambda: True,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] | None = None) -> None:
         self.config = config
         self.source = source
         self.setup = setup
@@ -136,14 +149,14 @@ class ControlLoop:
         self.metrics = metrics or ControllerMetrics()
         self.events = events
         self.is_leader = is_leader
-        self.clock = clock
+        self.clock = clock or SteadyClock()
         self.builder = (ObservationBuilder(setup.observation) if setup.observation is not None
                         else None)
         self.lookback = (ObservationWindow(self.builder, config.interval_s)
                          if self.builder is not None else None)
         """The snapshots the observation looks back on (the environment keeps the same)."""
         self.last_good_s: float | None = None
-        """When the newest usable metrics were taken (Unix seconds)."""
+        """When the newest usable metrics were taken (``clock`` seconds)."""
         self.last_success_s: float | None = None
         """When an iteration last decided on usable metrics (for readiness)."""
         self._unsampled: set[str] = set()
@@ -171,7 +184,8 @@ class ControlLoop:
         return True, "ok"
 
     def run_once(self, now_s: float) -> DecisionRecord:
-        """One iteration at ``now_s`` (Unix seconds); returns what was decided and done."""
+        """One iteration at ``now_s`` (``clock`` seconds); returns what was decided and
+        done."""
         started = time.perf_counter()
         leader = bool(self.is_leader())
         try:
@@ -221,6 +235,8 @@ class ControlLoop:
             return keep(reasons.BUNDLE_LOAD_FAILED, f"keeping the current state: no policy can "
                         f"decide: {self.setup.load_error}")
 
+        collected = self._screen(collected, lookback, now_s)
+        problems = list(collected.problems)
         backfilled = self._snapshot(collected, lookback)
         if backfilled:
             problems.append(Problem("BackfilledPods", "partial",
@@ -281,6 +297,21 @@ class ControlLoop:
         name = fallback.name if result.fallback_used and fallback is not None else policy.name
         return result, reason, name
 
+    def _screen(self, collected: CollectedMetrics, lookback: ObservationWindow, now_s: float
+                ) -> CollectedMetrics:
+        """Leave out samples beyond physical bounds (:mod:`rlscale.controller.plausibility`),
+        rates judged against the last snapshot (pods about to be backfilled: gauges only)."""
+        history = lookback.history
+        prev = history[-1] if history else None
+        previous = {} if prev is None else {
+            p.pod: p for p in prev.pods if p.pod not in self._unsampled}
+        dt_s = 0.0 if prev is None else now_s - prev.time_s
+        kept, problems = screen(collected.samples, lookback.builder.config.pools, previous, dt_s)
+        if not problems:
+            return collected
+        return replace(collected, samples=tuple(kept),
+                       problems=collected.problems + tuple(problems))
+
     def _snapshot(self, collected: CollectedMetrics, lookback: ObservationWindow) -> list[str]:
         """Append this collection's snapshot to the window (backfilling re-read pods); the
         pods backfilled."""
@@ -332,6 +363,11 @@ class ControlLoop:
                                                  for w in writes))
         actions, errors = [], []
         for write in writes:
+            if not self.is_leader():  # fencing: the Lease may have been lost mid-iteration
+                self.metrics.actuation_errors.labels(kind="fenced").inc()
+                errors.append(f"fenced: {write.what}: not sent: this process cannot prove it "
+                              f"holds the Lease now")
+                break
             try:
                 if write.replicas is not None:
                     self.actuator.scale(write.namespace, write.name, write.replicas)
@@ -339,9 +375,12 @@ class ControlLoop:
                     assert route is not None
                     self.actuator.set_weights(route, record.route_weights)
             except ActuationError as err:
-                kind = "permanent" if isinstance(err, PermanentActuationError) else "temporary"
+                kind = ("fenced" if isinstance(err, FencedError) else "permanent"
+                        if isinstance(err, PermanentActuationError) else "temporary")
                 self.metrics.actuation_errors.labels(kind=kind).inc()
                 errors.append(f"{kind}: {err}")
+                if kind == "fenced":
+                    break
                 continue
             actions.append(write.what)
             if self.events is not None:

@@ -32,7 +32,7 @@ from rlscale.agents.policy import (
 )
 from rlscale.agents.shield import Shield
 from rlscale.controller.config import PROFILE_FIELDS, ControllerConfig
-from rlscale.controller.validation import ConfigError
+from rlscale.configschema import ConfigError
 from rlscale.metrics.observation import ObservationConfig
 
 log = logging.getLogger("rlscale.controller")
