@@ -73,7 +73,7 @@ import yaml
 
 from rlscale.agents.baselines import knobs_of
 from rlscale.agents.shield import ShieldConfig
-from rlscale.configschema import ConfigError, Section
+from rlscale.configschema import MAX_REPLICAS, ConfigError, Section
 from rlscale.metrics.observation import ObservationConfig, PoolInfo
 
 Mode = Literal["act", "shadow"]
@@ -86,8 +86,6 @@ PROFILE_FIELDS = ("gpu_type", "gpus_per_replica", "max_num_seqs", "price_per_rep
                   "capacity_rps", "gpu_inventory")
 """Per-pool facts the observation is normalized with (:class:`PoolInfo` less name and max)."""
 
-MAX_REPLICAS = 10_000
-"""Upper bound on any replica count or step (a Deployment of more vLLM replicas is a typo)."""
 LIMITS: dict[str, float] = {
     "interval_s": 3600.0, "staleness_s": 86_400.0, "long_window_s": 7 * 86_400.0,
     "day_length_s": 366 * 86_400.0, "gpus_per_replica": 64, "max_num_seqs": 1_000_000,
