@@ -10,9 +10,9 @@ import pytest
 import yaml
 from controller_fakes import clients
 
+from rlscale.configschema import ConfigError
 from rlscale.controller.cli import main
 from rlscale.controller.config import load_config, parse_config
-from rlscale.configschema import ConfigError
 
 EXAMPLE = """
 interval_s: 30

@@ -344,7 +344,7 @@ def test_rbac_grants_exactly_what_the_controller_calls(rendered: Rendered, key: 
 def test_api_calls_list_every_kubernetes_call_of_the_controller() -> None:
     client = pytest.importorskip("kubernetes.client", reason="kubernetes (controller extra)")
     methods = {name for api in (client.AppsV1Api, client.CoreV1Api, client.CustomObjectsApi,
-                                client.CoordinationV1Api)
+                                client.CoordinationV1Api, client.AutoscalingV2Api)
                for name in dir(api)
                if re.match(r"(connect|create|delete|get|list|patch|read|replace)_", name)}
     called: dict[str, str] = {}

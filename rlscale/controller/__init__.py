@@ -23,7 +23,7 @@ Neither torch, stable-baselines3, gymnasium nor the simulator is imported: the p
 the bundle's numpy runtime.
 """
 
-from rlscale.controller.config import ControllerConfig, load_config, parse_config
 from rlscale.configschema import ConfigError
+from rlscale.controller.config import ControllerConfig, load_config, parse_config
 
 __all__ = ["ConfigError", "ControllerConfig", "load_config", "parse_config"]

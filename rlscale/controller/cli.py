@@ -28,7 +28,7 @@ from rlscale.configschema import ConfigError
 from rlscale.controller.actuator import KubernetesActuator
 from rlscale.controller.cluster_state import ClusterReader
 from rlscale.controller.config import MODES, ControllerConfig, load_config
-from rlscale.controller.kube import KubeClients, load_clients
+from rlscale.controller.kube import KubeClients, describe, load_clients
 from rlscale.controller.leader import LeaderElector, default_identity
 from rlscale.controller.loop import ControlLoop
 from rlscale.controller.observability import (
@@ -36,6 +36,7 @@ from rlscale.controller.observability import (
     EventRecorder,
     HealthServer,
 )
+from rlscale.controller.outside_writes import hpa_targets
 from rlscale.controller.policies import build_policy_setup
 from rlscale.controller.prometheus import PrometheusSource
 from rlscale.controller.sources import MetricSource, PodScrapeSource
@@ -91,7 +92,34 @@ def build_controller(config: ControllerConfig, clients: KubeClients) -> Controll
     actuator = KubernetesActuator(clients, fence=fence) if config.mode == "act" else None
     loop = ControlLoop(config, source, setup, actuator=actuator, metrics=metrics,
                        events=EventRecorder(clients.core, instance=identity), is_leader=fence)
+    if config.mode == "act" and config.outside_writes.hpa == "refuse":
+        refuse_hpa_targets(config, clients, loop)
     return Controller(config, loop, source, metrics, elector)
+
+
+def refuse_hpa_targets(config: ControllerConfig, clients: KubeClients,
+                       loop: ControlLoop) -> None:
+    """Hold (never scale) each pool whose Deployment a HorizontalPodAutoscaler targets now;
+    an HPA list that fails is logged (the check is then skipped for that namespace)."""
+    if clients.autoscaling is None:
+        return
+    for namespace in sorted({p.namespace for p in config.pools}):
+        try:
+            targets = hpa_targets(clients.autoscaling.list_namespaced_horizontal_pod_autoscaler(
+                namespace, _request_timeout=10.0))
+        except Exception as err:  # RBAC or API trouble: cannot tell, say so
+            log.warning("cannot list HorizontalPodAutoscalers in %s: %s", namespace,
+                        describe(err), extra={"fields": {"event": "HpaCheckFailed"}})
+            continue
+        for pool in config.pools:
+            hpa = targets.get(pool.deployment) if pool.namespace == namespace else None
+            if hpa is not None:
+                why = (f"HorizontalPodAutoscaler {namespace}/{hpa} scales Deployment "
+                       f"{namespace}/{pool.deployment}: not scaled by rlscale "
+                       f"(outside_writes.hpa: refuse)")
+                log.warning("%s", why, extra={"fields": {"event": "HpaTarget",
+                                                         "pool": pool.name}})
+                loop.guard.refuse(pool.name, why)
 
 
 def _parser() -> argparse.ArgumentParser:

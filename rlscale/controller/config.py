@@ -42,6 +42,7 @@ Example (every field; defaults in comments)::
       node_label: nvidia.com/gpu.product   # node label holding the GPU model
       resource: nvidia.com/gpu             # extended resource counted
       types: {NVIDIA-H100-80GB-HBM3: H100} # label value -> gpu_type (default: identity)
+      pod_scope: namespaces                # or cluster: whose pods' GPUs are subtracted
     leader_election:
       enabled: true
       name: rlscale-controller     # the Lease
@@ -50,6 +51,10 @@ Example (every field; defaults in comments)::
       renew_deadline_s: 10
       retry_period_s: 2
       # identity: default the host name (the pod name in a cluster) plus a random suffix
+    outside_writes:                # someone else changed replicas or weights we wrote
+      rule: back_off               # back_off (leave it alone back_off_s) | override
+      back_off_s: 600
+      hpa: refuse                  # refuse: never scale a Deployment an HPA targets | ignore
     http: {address: 0.0.0.0, port: 8080}   # /metrics, /healthz, /readyz
 
 With ``policy.bundle`` the observation (pools' profile facts, SLO, windows) comes from the
@@ -190,11 +195,14 @@ class MetricsConfig:
 class GpuConfig:
     """How free GPUs are counted: nodes carrying ``node_label`` (its value mapped through
     ``types`` to a pool's ``gpu_type``; unmapped values are used as they are), their
-    allocatable ``resource`` minus what scheduled pods request."""
+    allocatable ``resource`` minus what scheduled pods (of ``pod_scope``) request."""
 
     node_label: str = "nvidia.com/gpu.product"
     resource: str = "nvidia.com/gpu"
     types: dict[str, str] = field(default_factory=dict)
+    pod_scope: Literal["namespaces", "cluster"] = "namespaces"
+    """Whose pods' GPUs are subtracted: the pools' namespaces' (a Role suffices; GPUs held in
+    other namespaces look free) or the whole cluster's (needs a ClusterRole on pods)."""
 
     def gpu_type(self, label_value: str) -> str:
         """The pool GPU type of a node label value."""
@@ -214,6 +222,21 @@ class LeaderElectionConfig:
     identity: str = ""
     """Empty: :func:`rlscale.controller.leader.default_identity` (host name plus a random
     suffix, unique per process)."""
+
+
+@dataclass(frozen=True)
+class OutsideWritesConfig:
+    """What to do when someone else changed what this controller wrote
+    (:mod:`rlscale.controller.outside_writes`).
+
+    ``rule``: ``back_off`` leaves the changed pool (or the route) alone for ``back_off_s``
+    seconds, ``override`` writes the decision anyway. ``hpa``: ``refuse`` never scales a
+    Deployment that a HorizontalPodAutoscaler targets at start-up, ``ignore`` does.
+    """
+
+    rule: Literal["back_off", "override"] = "back_off"
+    back_off_s: float = 600.0
+    hpa: Literal["refuse", "ignore"] = "refuse"
 
 
 @dataclass(frozen=True)
@@ -241,6 +264,7 @@ class ControllerConfig:
     gpus: GpuConfig = field(default_factory=GpuConfig)
     shield: ShieldConfig = field(default_factory=ShieldConfig)
     leader_election: LeaderElectionConfig = field(default_factory=LeaderElectionConfig)
+    outside_writes: OutsideWritesConfig = field(default_factory=OutsideWritesConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     long_window_s: float = 300.0
     day_length_s: float = 86400.0
@@ -312,6 +336,7 @@ def parse_config(data: Any) -> ControllerConfig:
         metrics=_metrics(root.section("metrics")), gpus=_gpus(root.section("gpus")),
         shield=_shield(root.section("shield")),
         leader_election=_leader(root.section("leader_election"), pools[0].namespace),
+        outside_writes=_outside_writes(root.section("outside_writes")),
         http=_http(root.section("http")), long_window_s=long_window_s,
         day_length_s=day_length_s)
     root.finish()
@@ -462,8 +487,10 @@ def _gpus(section: Section) -> GpuConfig:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{section.where('types')}.{key}: expected a GPU type name, got "
                               f"{value!r}")
+    scope = section.string("pod_scope", GpuConfig.pod_scope, ("namespaces", "cluster"))
     config = GpuConfig(section.string("node_label", GpuConfig.node_label),
-                       section.string("resource", GpuConfig.resource), types)
+                       section.string("resource", GpuConfig.resource), types,
+                       "cluster" if scope == "cluster" else "namespaces")
     section.finish()
     return config
 
@@ -500,6 +527,19 @@ def _leader(section: Section, namespace: str) -> LeaderElectionConfig:
         raise ConfigError(f"{section.where('retry_period_s')}: must be below "
                           f"renew_deadline_s ({config.renew_deadline_s:g} s), got "
                           f"{config.retry_period_s:g}")
+    section.finish()
+    return config
+
+
+def _outside_writes(section: Section) -> OutsideWritesConfig:
+    d = OutsideWritesConfig
+    rule = section.string("rule", d.rule, ("back_off", "override"))
+    hpa = section.string("hpa", d.hpa, ("refuse", "ignore"))
+    config = OutsideWritesConfig(
+        "override" if rule == "override" else "back_off",
+        section.number("back_off_s", d.back_off_s, min_value=0.0,
+                       max_value=LIMITS["staleness_s"]),
+        "ignore" if hpa == "ignore" else "refuse")
     section.finish()
     return config
 

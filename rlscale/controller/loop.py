@@ -62,8 +62,9 @@ from rlscale.controller.actuator import (
 )
 from rlscale.controller.clocks import SteadyClock
 from rlscale.controller.cluster_state import GATEWAY_GROUP, GATEWAY_VERSION, Problem
-from rlscale.controller.config import ControllerConfig
+from rlscale.controller.config import ControllerConfig, RouteConfig
 from rlscale.controller.observability import ControllerMetrics, EventRecorder
+from rlscale.controller.outside_writes import ROUTE, OutsideWriteGuard
 from rlscale.controller.plausibility import screen
 from rlscale.controller.policies import PolicySetup
 from rlscale.controller.sources import CollectedMetrics, MetricSource
@@ -160,6 +161,9 @@ class ControlLoop:
         self.last_success_s: float | None = None
         """When an iteration last decided on usable metrics (for readiness)."""
         self._unsampled: set[str] = set()
+        outside = config.outside_writes
+        self.guard = OutsideWriteGuard(outside.rule, outside.back_off_s)
+        """This controller's writes, outside ones, and the targets held."""
 
     # ------------------------------------------------------------------ entry points
     def run_forever(self, stop: threading.Event | None = None) -> None:
@@ -204,8 +208,9 @@ class ControlLoop:
             log.exception("metric source failed")
             collected = CollectedMetrics(now_s, {}, (), None, None, (Problem(
                 reasons.SOURCE_FAILED, "missing", f"{type(err).__name__}: {err}"),))
-        problems = list(collected.problems)
         current = {n: collected.pools[n].desired for n in names if n in collected.pools}
+        collected = self._outside_writes(collected, current, now_s)
+        problems = list(collected.problems)
         unread = [n for n in names if n not in collected.pools]
         stale = collected.with_severity("stale")
         missing = collected.with_severity("missing")
@@ -297,6 +302,43 @@ class ControlLoop:
         name = fallback.name if result.fallback_used and fallback is not None else policy.name
         return result, reason, name
 
+    def _outside_writes(self, collected: CollectedMetrics, current: Mapping[str, int],
+                        now_s: float) -> CollectedMetrics:
+        """Find writes by others to what this controller wrote; report each (log, metric,
+        Event, a ``degraded`` problem); the guard then holds the target per the rule."""
+        found: dict[str, Any] = dict(current)
+        if self.config.httproute is not None and collected.weights is not None:
+            found[ROUTE] = dict(collected.weights)
+        writers = {n: collected.pools[n].replicas_manager for n in current}
+        changes = self.guard.check(now_s, found, writers)
+        if not changes:
+            return collected
+        pools = {p.name: p for p in self.config.pools}
+        route = self.config.httproute
+        problems = []
+        for change in changes:
+            rule = self.guard.rule
+            message = (f"outside write: {change}; rule {rule}"
+                       + (f" (left alone for {self.guard.back_off_s:g} s)"
+                          if rule == "back_off" else ""))
+            log.warning("%s", message, extra={"fields": {"event": "OutsideWrite"}})
+            is_route = change.target == ROUTE
+            self.metrics.outside_writes.labels(target="weights" if is_route else "replicas").inc()
+            problems.append(Problem("OutsideWrite", "degraded", message,
+                                    pool=None if is_route else change.target))
+            if self.events is not None:
+                if is_route and route is not None:
+                    self.events.record(namespace=route.namespace, kind="HTTPRoute",
+                                       name=route.name, reason="OutsideWrite", message=message,
+                                       api_version=f"{GATEWAY_GROUP}/{GATEWAY_VERSION}",
+                                       event_type="Warning")
+                elif change.target in pools:
+                    pool = pools[change.target]
+                    self.events.record(namespace=pool.namespace, kind="Deployment",
+                                       name=pool.deployment, reason="OutsideWrite",
+                                       message=message, event_type="Warning")
+        return replace(collected, problems=collected.problems + tuple(problems))
+
     def _screen(self, collected: CollectedMetrics, lookback: ObservationWindow, now_s: float
                 ) -> CollectedMetrics:
         """Leave out samples beyond physical bounds (:mod:`rlscale.controller.plausibility`),
@@ -344,15 +386,16 @@ class ControlLoop:
             if before != after:
                 writes.append(_Write(
                     f"scale {pool.namespace}/{pool.deployment} {before}->{after}",
-                    namespace=pool.namespace, name=pool.deployment, replicas=after,
-                    event="ScaledUp" if after > before else "ScaledDown"))
+                    namespace=pool.namespace, name=pool.deployment, target=pool.name,
+                    replicas=after, event="ScaledUp" if after > before else "ScaledDown"))
         if route is not None and collected.weights is not None:
             now = backend_weights(route, {n: collected.weights.get(n, 0.0)
                                           for n in self.config.pool_names})
             if now != record.route_weights and any(record.route_weights.values()):
                 writes.append(_Write(
                     f"weights {route.namespace}/{route.name} {now}->{record.route_weights}",
-                    namespace=route.namespace, name=route.name, event="WeightsChanged"))
+                    namespace=route.namespace, name=route.name, target=ROUTE,
+                    event="WeightsChanged"))
         if not writes:
             return record
         if self.config.mode == "shadow" or self.actuator is None:
@@ -368,12 +411,18 @@ class ControlLoop:
                 errors.append(f"fenced: {write.what}: not sent: this process cannot prove it "
                               f"holds the Lease now")
                 break
+            held = self.guard.held(write.target, record.time_s)
+            if held is not None:
+                actions.append(f"held {write.what}: {held}")
+                continue
             try:
                 if write.replicas is not None:
                     self.actuator.scale(write.namespace, write.name, write.replicas)
+                    self.guard.wrote(write.target, write.replicas)
                 else:
                     assert route is not None
                     self.actuator.set_weights(route, record.route_weights)
+                    self.guard.wrote(ROUTE, _pool_weights(route, record.route_weights))
             except ActuationError as err:
                 kind = ("fenced" if isinstance(err, FencedError) else "permanent"
                         if isinstance(err, PermanentActuationError) else "temporary")
@@ -421,8 +470,18 @@ class _Write:
     what: str
     namespace: str
     name: str
+    target: str
     event: str
     replicas: int | None = None
+
+
+def _pool_weights(route: RouteConfig, backends: Mapping[str, int]) -> dict[str, float]:
+    """Each pool's weight as :class:`ClusterReader` reads it back: its backendRefs' sum."""
+    out: dict[str, float] = {}
+    for service, weight in backends.items():
+        pool = route.backends[service]
+        out[pool] = out.get(pool, 0.0) + float(weight)
+    return out
 
 
 def _shares(weights: Mapping[str, float]) -> dict[str, float]:

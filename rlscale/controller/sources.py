@@ -98,10 +98,10 @@ CHUNK_BYTES = 64 * 1024
 
 
 def http_get(url: str, timeout_s: float) -> str:
-    """GET ``url`` (no proxy: pod IPs and in-cluster Services are reached directly) within ``timeout_s`` seconds **in total**: connecting, the headers and every
-    byte of the body. A server that drips its answer a byte at a time is abandoned (the
-    connection closed) at the deadline, so one slow pod holds a scrape thread at most
-    ``timeout_s``.
+    """GET ``url`` (no proxy: pod IPs and in-cluster Services are reached directly) within
+    ``timeout_s`` seconds **in total**: connecting, the headers and every byte of the body. A
+    server that drips its answer a byte at a time is abandoned (the connection closed) at the
+    deadline, so one slow pod holds a scrape thread at most ``timeout_s``.
 
     Raises:
         TimeoutError: the deadline passed; urllib.error.HTTPError: an error status (its body
