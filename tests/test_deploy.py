@@ -464,7 +464,8 @@ def test_vllm_pools_run_as_non_root(rendered: Rendered) -> None:
         assert _effective(pod, container, "runAsUser") not in (0, None), f"{where}: a uid"
         env = {e["name"]: e.get("value") for e in container["env"]}
         # without them getpass.getuser() (torch, triton) fails for a uid not in /etc/passwd
-        assert env.get("USER") and env.get("LOGNAME"), f"{where}: set USER and LOGNAME"
+        assert env.get("USER"), f"{where}: set USER"
+        assert env.get("LOGNAME"), f"{where}: set LOGNAME"
 
 
 @pytest.mark.parametrize("key", ["base", EXAMPLE])
