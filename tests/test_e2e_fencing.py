@@ -51,10 +51,12 @@ def pair(tmp_path: Path) -> Iterator[tuple[TwinProc, dict[str, ControllerProc]]]
     try:
         twin.reset(dict.fromkeys(POOLS, 1), dict.fromkeys(POOLS, 1))
         for name, h100 in WANTS.items():
+            static = {"heuristic": "static", "knobs": {"replicas": [h100, 1, 1]}}
             config = controller_config(
-                twin, name, policy={"heuristic": "static", "knobs": {"replicas": [h100, 1, 1]}},
+                twin, name, policy=static, fallback=static,  # every write names its writer
                 # the two undo each other's count on purpose: not outside writes to back off
-                outside_writes={"rule": "override"})
+                outside_writes={"rule": "override"}, staleness_s=30.0)
+            config["metrics"]["timeout_s"] = 2.0  # a loaded machine slows the twin's pods
             config["leader_election"].update(name="rlscale-fence", lease_duration_s=LEASE_S,
                                              renew_deadline_s=RENEW_S, retry_period_s=RETRY_S)
             procs[name] = ControllerProc(tmp_path, name, config, twin.kubeconfig)
@@ -99,7 +101,7 @@ def test_a_paused_leader_never_writes_after_it_resumes(
         stopped = time.time()
         wait_until(lambda f=follower: _holder(twin) == f, LEASE_S + 10, "the takeover",
                    interval_s=0.05, report=procs[follower].report)
-        wait_until(lambda f=follower: twin.replicas()[H100] == WANTS[f], 10,
+        wait_until(lambda f=follower: twin.replicas()[H100] == WANTS[f], 30,
                    "the new leader's scale", interval_s=0.05, report=procs[follower].report)
         time.sleep(max(0.0, stopped + PAUSE_S - time.time()))  # the pause itself (wall time)
         os.killpg(paused.popen.pid, signal.SIGCONT)

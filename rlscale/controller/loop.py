@@ -209,7 +209,7 @@ class ControlLoop:
             collected = CollectedMetrics(now_s, {}, (), None, None, (Problem(
                 reasons.SOURCE_FAILED, "missing", f"{type(err).__name__}: {err}"),))
         current = {n: collected.pools[n].desired for n in names if n in collected.pools}
-        collected = self._outside_writes(collected, current, now_s)
+        collected = self._outside_writes(collected, current, now_s, leader)
         problems = list(collected.problems)
         unread = [n for n in names if n not in collected.pools]
         stale = collected.with_severity("stale")
@@ -303,9 +303,14 @@ class ControlLoop:
         return result, reason, name
 
     def _outside_writes(self, collected: CollectedMetrics, current: Mapping[str, int],
-                        now_s: float) -> CollectedMetrics:
+                        now_s: float, leader: bool) -> CollectedMetrics:
         """Find writes by others to what this controller wrote; report each (log, metric,
-        Event, a ``degraded`` problem); the guard then holds the target per the rule."""
+        Event, a ``degraded`` problem); the guard then holds the target per the rule. A
+        process that does not hold the Lease forgets its writes: the next leader's are not
+        outside ones."""
+        if not leader or self.config.mode != "act":
+            self.guard.forget()
+            return collected
         found: dict[str, Any] = dict(current)
         if self.config.httproute is not None and collected.weights is not None:
             found[ROUTE] = dict(collected.weights)

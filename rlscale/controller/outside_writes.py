@@ -20,7 +20,8 @@ starts (``hpa: refuse``, the default) is never scaled by it: two autoscalers on 
 Deployment undo each other. Its pool is still observed and decided (shadow comparisons), its
 writes are reported as ``held``. Only what this process wrote successfully is remembered, so a
 fresh leader (which wrote nothing yet) never mistakes the previous leader's writes for outside
-ones.
+ones, and a process that does not hold the Lease forgets what it wrote (the successor's writes
+are not outside ones either).
 """
 
 from __future__ import annotations
@@ -70,6 +71,11 @@ class OutsideWriteGuard:
     def refuse(self, target: str, why: str) -> None:
         """Never write ``target`` (e.g. a Deployment an HPA scales)."""
         self._refused[target] = why
+
+    def forget(self) -> None:
+        """Forget this controller's writes and back-offs (it lost the Lease); refusals stay."""
+        self._ours.clear()
+        self._until.clear()
 
     def wrote(self, target: str, value: Any) -> None:
         """This controller wrote ``value`` to ``target`` successfully."""
