@@ -308,7 +308,7 @@ class ControlLoop:
         Event, a ``degraded`` problem); the guard then holds the target per the rule. A
         process that does not hold the Lease forgets its writes: the next leader's are not
         outside ones."""
-        if not leader or self.config.mode != "act":
+        if not (leader and self.is_leader()) or self.config.mode != "act":  # fenced, as writes
             self.guard.forget()
             return collected
         found: dict[str, Any] = dict(current)
