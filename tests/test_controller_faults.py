@@ -66,7 +66,6 @@ from rlscale.controller.sources import PodScrapeSource
 from rlscale.metrics.exposition import render_pod_metrics
 from rlscale.metrics.observation import interval_stats
 from rlscale.metrics.snapshot import ClusterSnapshot, PoolStatus
-from rlscale.sim.config import ConfigError as SimConfigError
 from rlscale.sim.workload import TraceFormatError, WorkloadConfigError, read_trace
 from rlscale.sim.workload.config import workload_from_config
 
@@ -198,8 +197,8 @@ def test_an_absurd_counter_is_left_out_and_its_return_is_no_restart() -> None:
                for p in spike.problems), spike.problems
     back = loop.run_once(90.0)  # the counter is back to its real value: not a restart
     assert not any("ImplausibleMetrics" in p for p in back.problems)
-    for before, after in zip(loop.history, loop.history[1:], strict=False):
-        for stats in interval_stats(before, after, loop.builder.config):  # type: ignore[union-attr]
+    for before, after in zip(loop.lookback.history, loop.lookback.history[1:], strict=False):
+        for stats in interval_stats(before, after, loop.lookback.builder.config):  # type: ignore[union-attr]
             assert stats.arrival_rps < 10.0, stats
     assert ("scale", "vllm-a", 4) not in actuator.writes
 
@@ -214,7 +213,7 @@ def test_an_absurd_waiting_queue_is_left_out_and_scales_nothing_up() -> None:
     assert record.reason == "PartialMetrics"
     assert record.replicas == record.current  # the fallback, without scale-down: no scale-up
     assert not [w for w in actuator.writes if w[0] == "scale"]
-    assert all(s.pod != "a-0" for s in loop.history[-1].pods)
+    assert all(s.pod != "a-0" for s in loop.lookback.history[-1].pods)
 
 
 # ---------------------------------------------------------------------------------- row 6
@@ -431,7 +430,7 @@ def test_absurd_input_in_a_scenario_names_the_field(tmp_path: Path) -> None:
     data["pools"][0]["max_replicas"] = 10**12
     path = tmp_path / "scenario.yaml"
     path.write_text(yaml.safe_dump(data))
-    with pytest.raises(SimConfigError, match=r"pools\[0\]\.max_replicas"):
+    with pytest.raises(ConfigError, match=r"pools\[0\]\.max_replicas"):
         load_scenario(path)
 
 
