@@ -10,6 +10,8 @@ loop, and its own metrics and health endpoints.
 ``cluster_state``         Deployments, pods, HTTPRoute weights and free GPUs from the API
 ``sources``               the ``MetricSource`` protocol and the direct pod scrape
 ``prometheus``            the Prometheus source
+``plausibility``          physical bounds a pod's sample must respect to be used
+``outside_writes``        writes by others to what the controller wrote, and the rule followed
 ``policies``              the bundle or heuristic behind the shield, with its fallback
 ``loop``                  one control iteration and the loop
 ``clocks``                the steady clock: durations monotonic, wall time for stamps
