@@ -468,7 +468,7 @@ def test_once_exits_non_zero_when_the_api_is_down(tmp_path: Path,
     leases.down = True
     fake = clients(apps, FakeCore(), FakeCustom(httproute({"svc-a": 1, "svc-b": 1})), leases)
     monkeypatch.setattr(cli, "load_clients", lambda _path: fake)
-    monkeypatch.setattr(cli, "configure_logging", lambda level: None)
+    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
     code = cli.main(["--config", str(_write_config(tmp_path)), "--once"])
     out = json.loads(capsys.readouterr().out)
     assert out["kept"]
@@ -482,7 +482,7 @@ def test_shadow_once_releases_the_lease(tmp_path: Path, monkeypatch: pytest.Monk
     fake = clients(FakeApps(deployment("vllm-a"), deployment("vllm-b")), FakeCore(),
                    FakeCustom(httproute({"svc-a": 1, "svc-b": 1})), leases)
     monkeypatch.setattr(cli, "load_clients", lambda _path: fake)
-    monkeypatch.setattr(cli, "configure_logging", lambda level: None)
+    monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
     cli.main(["--config", str(_write_config(tmp_path)), "--once", "--mode", "shadow"])
     assert json.loads(capsys.readouterr().out)["mode"] == "shadow"
     assert leases.called("create_namespaced_lease")  # it took the Lease ...
