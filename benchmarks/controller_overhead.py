@@ -58,7 +58,7 @@ def pool_entries(names: list[str]) -> list[dict[str, Any]]:
 
 def config_data(names: list[str], policy: dict[str, Any]) -> dict[str, Any]:
     """An act-mode config for ``names`` with ``policy`` (leader election off)."""
-    return {"interval_s": 30, "mode": "act", "slo": {"ttft_s": 2.0, "itl_s": 0.15},
+    return {"mode": "act", "slo": {"ttft_s": 2.0, "itl_s": 0.15},  # default interval_s
             "pools": pool_entries(names),
             "httproute": {"namespace": "llm", "name": "vllm",
                           "backends": {f"svc-{n}": n for n in names}},
@@ -84,7 +84,8 @@ def random_bundle(path: Path, data: dict[str, Any]) -> Path:
                     rng.normal(0, 0.1, fan_out)]
     return save_bundle(path, weights=weights, activation="tanh",
                        observation_config=observation,
-                       min_replicas=[p.min_replicas for p in config.pools], interval_s=30.0,
+                       min_replicas=[p.min_replicas for p in config.pools],
+                       interval_s=config.interval_s,
                        action_spec=spec, seen_low=np.full(size, -1e9),
                        seen_high=np.full(size, 1e9))
 

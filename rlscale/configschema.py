@@ -6,7 +6,7 @@ Read values with the typed getters of :class:`Section` (a missing ``default`` ma
 required) and call :meth:`Section.finish` at the end, so unknown keys (typos) are refused
 instead of ignored::
 
-    scenario.pools[1].max_replicas: expected an integer in [0, inf], got -2
+    scenario.pools[1].max_replicas: expected an integer in [0, 10000], got -2
 """
 
 from __future__ import annotations
@@ -16,6 +16,13 @@ from collections.abc import Mapping
 from typing import Any
 
 _MISSING: Any = object()
+
+MAX_REPLICAS = 10_000
+"""Upper bound on a pool's replicas anywhere (scenario or controller): more is a typo."""
+MAX_SPAN_S = 366 * 86_400.0
+"""Upper bound on a duration or a trace's time span (seconds; a year): more never finishes."""
+MAX_RATE_PER_S = 10_000.0
+"""Upper bound on a configured request rate (requests per second)."""
 
 
 class ConfigError(ValueError):

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from controller_fakes import clients
 
+from rlscale.configschema import ConfigError
 from rlscale.controller.cli import main
 from rlscale.controller.config import load_config, parse_config
-from rlscale.controller.validation import ConfigError
 
 EXAMPLE = """
 interval_s: 30
@@ -86,7 +86,7 @@ def test_defaults_and_a_bundle_without_profile_facts() -> None:
     assert not config.has_profiles
     assert config.slo is None
     assert config.leader_election.enabled
-    assert config.leader_election.identity
+    assert config.leader_election.identity == ""  # resolved per process at start-up
 
 
 def _set(data: dict[str, Any], path: str, value: Any) -> None:

@@ -149,7 +149,7 @@ async def test_leader_election_over_http(kmock: Any) -> None:
 
     def elector(identity: str) -> LeaderElector:
         return LeaderElector(kube.coordination, name="rlscale", namespace="llm",
-                             identity=identity, now=lambda: now[0])
+                             identity=identity, clock=lambda: now[0], wall=lambda: now[0])
 
     a, b = elector("a"), elector("b")
     assert await _run(a.tick)

@@ -26,7 +26,7 @@ class Clock:
 def _elector(leases: FakeLeases, clock: Clock, identity: str, **kw: Any) -> LeaderElector:
     return LeaderElector(leases, name="rlscale", namespace="llm", identity=identity,
                          lease_duration_s=15.0, renew_deadline_s=10.0, retry_period_s=2.0,
-                         now=clock, **kw)
+                         clock=clock, wall=clock, **kw)
 
 
 def test_two_candidates_one_leader_and_takeover_after_expiry() -> None:

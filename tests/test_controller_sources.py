@@ -81,9 +81,14 @@ def test_free_gpus_per_type_from_nodes_and_requests() -> None:
             pod("a-2", "vllm-a", node=None, phase="Pending", ready=False, gpus=2)]
     others = [pod("train-0", "train", namespace="ml", node="n4", gpus=1),
               pod("done-0", "batch", namespace="ml", node="n1", phase="Succeeded", gpus=8)]
-    gpus = GpuConfig(types={"NVIDIA-H100-80GB-HBM3": "H100", "NVIDIA-A100-SXM4-80GB": "A100"})
-    reader = ClusterReader(clients(FakeApps(), FakeCore(pods, nodes, others)), gpus=gpus)
-    assert reader.read([]).free_gpus == {"H100": 4, "A100": 3}
+    types = {"NVIDIA-H100-80GB-HBM3": "H100", "NVIDIA-A100-SXM4-80GB": "A100"}
+    cluster = GpuConfig(types=types, pod_scope="cluster")
+    reader = ClusterReader(clients(FakeApps(), FakeCore(pods, nodes, others)), gpus=cluster)
+    assert reader.read(POOLS).free_gpus == {"H100": 4, "A100": 3}
+    # by default only the pools' namespace (llm) is listed: train-0 in ml is not seen
+    reader = ClusterReader(clients(FakeApps(), FakeCore(pods, nodes, others)),
+                           gpus=GpuConfig(types=types))
+    assert reader.read(POOLS).free_gpus == {"H100": 4, "A100": 4}
 
 
 def test_route_weights_default_to_one_and_problems_are_reported() -> None:

@@ -344,7 +344,7 @@ def test_rbac_grants_exactly_what_the_controller_calls(rendered: Rendered, key: 
 def test_api_calls_list_every_kubernetes_call_of_the_controller() -> None:
     client = pytest.importorskip("kubernetes.client", reason="kubernetes (controller extra)")
     methods = {name for api in (client.AppsV1Api, client.CoreV1Api, client.CustomObjectsApi,
-                                client.CoordinationV1Api)
+                                client.CoordinationV1Api, client.AutoscalingV2Api)
                for name in dir(api)
                if re.match(r"(connect|create|delete|get|list|patch|read|replace)_", name)}
     called: dict[str, str] = {}
@@ -453,6 +453,36 @@ def test_vllm_pools_are_gpu_pools_with_health_probes(rendered: Rendered) -> None
         assert len(services) == 1, f"{where}: expected one Service selecting its pods"
         assert services[0]["spec"]["ports"][0]["targetPort"] in ("http", port)
     assert len(products) >= 2, f"the example should mix GPU types, has {products}"
+
+
+def test_vllm_pools_run_as_non_root(rendered: Rendered) -> None:
+    for deployment in _vllm(rendered[EXAMPLE]):
+        where = _name(deployment)
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert _effective(pod, container, "runAsNonRoot") is True, f"{where}: runAsNonRoot"
+        assert _effective(pod, container, "runAsUser") not in (0, None), f"{where}: a uid"
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        # without them getpass.getuser() (torch, triton) fails for a uid not in /etc/passwd
+        assert env.get("USER"), f"{where}: set USER"
+        assert env.get("LOGNAME"), f"{where}: set LOGNAME"
+
+
+@pytest.mark.parametrize("key", ["base", EXAMPLE])
+def test_only_prometheus_reaches_the_controller_metrics_port(rendered: Rendered,
+                                                              key: str) -> None:
+    docs = rendered[key]
+    (controller,) = [w for w, t in _pod_templates(docs) if _app(t) == "rlscale-controller"]
+    labels = controller["spec"]["template"]["metadata"]["labels"]
+    policies = [p for p in _find(docs, "NetworkPolicy")
+                if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()]
+    assert len(policies) == 1, f"{key}: one NetworkPolicy should select the controller's pods"
+    spec = policies[0]["spec"]
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    assert [p["port"] for p in rule["ports"]] == ["http"]
+    assert all(set(peer) == {"namespaceSelector"} and peer["namespaceSelector"]["matchLabels"]
+               for peer in rule["from"]), f"{key}: from Prometheus' namespace only: {rule}"
 
 
 def test_controller_deployment_matches_its_config(rendered: Rendered, tmp_path: Path) -> None:

@@ -290,7 +290,10 @@ def test_the_load_step_with_prometheus_as_the_metric_source(
 # ---------------------------------------------------------------------------------- 5: faults
 def test_api_conflicts_and_server_errors_are_retried(twin: TwinProc, start: Start) -> None:
     twin.reset(ONE_EACH, EVEN)
-    config = controller_config(twin, "retry-0", policy=STATIC)
+    # the test undoes the controller's writes itself, to make it write again: not an outside
+    # writer to back off from
+    config = controller_config(twin, "retry-0", policy=STATIC,
+                               outside_writes={"rule": "override"})
     config["leader_election"]["name"] = "rlscale-retry"
     ctl = start("retry", config, twin)
     wait_until(lambda: twin.replicas()[H100] == 2, 20, "the first scale-up", report=ctl.report)

@@ -51,7 +51,7 @@ def _raw(name: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda d: d["pools"][1].update(max_replicas=-2),
-     "scenario.pools[1].max_replicas: expected an integer in [0, inf], got -2"),
+     "scenario.pools[1].max_replicas: expected an integer in [0, 10000], got -2"),
     (lambda d: d["pools"][0].update(replicas=3),
      "scenario.pools[0]: unknown field(s) ['replicas']"),
     (lambda d: d["pools"][0].update(profile="llama-9b_tpu"), "scenario.pools[0].profile: unknown "

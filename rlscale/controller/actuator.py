@@ -53,6 +53,11 @@ class PermanentActuationError(ActuationError):
     """A write the API refused for good (forbidden, not found, invalid): not retried."""
 
 
+class FencedError(ActuationError):
+    """A write not sent: this process could not prove it holds the Lease at that moment
+    (see :meth:`rlscale.controller.leader.LeaderElector.holds_lease`)."""
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """``attempts`` tries in all, waiting ``min(max_delay_s, base_delay_s × 2^i)`` seconds
@@ -86,29 +91,42 @@ class KubernetesActuator:
         sleep: how to wait between attempts (tests pass a recorder; never sleeps otherwise).
         field_manager: recorded in ``managedFields`` for every write.
         timeout_s: per API request (seconds).
+        fence: asked immediately before every write request (each retry too); False raises
+            :class:`FencedError` and nothing is sent. Default: always allowed.
     """
 
     def __init__(self, clients: KubeClients, *, retry: RetryPolicy | None = None,
                  sleep: Callable[[float], None] = time.sleep,
-                 field_manager: str = "rlscale-controller", timeout_s: float = 10.0) -> None:
+                 field_manager: str = "rlscale-controller", timeout_s: float = 10.0,
+                 fence: Callable[[], bool] = lambda: True) -> None:
         self.apps = clients.apps
         self.custom = clients.custom
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self.field_manager = field_manager
         self.timeout_s = timeout_s
+        self.fence = fence
+
+    def _check_fence(self, what: str) -> None:
+        if not self.fence():
+            raise FencedError(f"{what}: not sent: this process cannot prove it holds the Lease "
+                              f"now")
 
     def scale(self, namespace: str, deployment: str, replicas: int) -> None:
         """Patch ``deployments/scale`` to ``replicas`` (>= 0)."""
         if replicas < 0:
             raise PermanentActuationError(f"scale {namespace}/{deployment}: replicas must be "
                                           f">= 0, got {replicas}")
-        self._with_retries(
-            f"scale {namespace}/{deployment} to {replicas}",
-            lambda: self.apps.patch_namespaced_deployment_scale(
+        what = f"scale {namespace}/{deployment} to {replicas}"
+
+        def attempt() -> None:
+            self._check_fence(what)
+            self.apps.patch_namespaced_deployment_scale(
                 deployment, namespace, {"spec": {"replicas": int(replicas)}},
                 field_manager=self.field_manager, _content_type=MERGE_PATCH,
-                _request_timeout=self.timeout_s))
+                _request_timeout=self.timeout_s)
+
+        self._with_retries(what, attempt)
 
     def set_weights(self, route: RouteConfig, weights: Mapping[str, int]) -> None:
         """Set ``weights`` (backendRef name -> integer weight) on the HTTPRoute."""
@@ -116,6 +134,7 @@ class KubernetesActuator:
         if bad:
             raise PermanentActuationError(f"HTTPRoute {route.namespace}/{route.name}: weights "
                                           f"must lie in [0, 1000000], got {bad}")
+        what = f"set weights {dict(weights)} on HTTPRoute {route.namespace}/{route.name}"
 
         def attempt() -> None:
             current = self.custom.get_namespaced_custom_object(
@@ -124,13 +143,13 @@ class KubernetesActuator:
             patch = weights_patch(current, weights)
             if patch is None:
                 return
+            self._check_fence(what)
             self.custom.patch_namespaced_custom_object(
                 GATEWAY_GROUP, GATEWAY_VERSION, route.namespace, HTTPROUTES, route.name, patch,
                 field_manager=self.field_manager, _content_type=MERGE_PATCH,
                 _request_timeout=self.timeout_s)
 
-        self._with_retries(f"set weights {dict(weights)} on HTTPRoute "
-                           f"{route.namespace}/{route.name}", attempt)
+        self._with_retries(what, attempt)
 
     def _with_retries(self, what: str, call: Callable[[], T]) -> T:
         last: BaseException | None = None

@@ -7,7 +7,10 @@ Exit codes: 0 after a clean stop (SIGTERM or SIGINT), 2 for a bad config (the me
 the field) or bad arguments, 1 when the Kubernetes API cannot be configured. A policy bundle
 that cannot be loaded is not fatal: the error is logged and the fallback heuristic runs
 (every decision says ``BundleLoadFailed``). ``--once`` runs one iteration, prints its
-:class:`~rlscale.controller.loop.DecisionRecord` as JSON and exits.
+:class:`~rlscale.controller.loop.DecisionRecord` as JSON, releases the Lease if it took it (in
+either mode) and exits: 0 when it decided (and every write it made succeeded), 3 when it could
+not decide (the current state was kept: stale or missing metrics, the API down, no policy) or
+a write failed.
 """
 
 from __future__ import annotations
@@ -18,25 +21,25 @@ import logging
 import signal
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from rlscale.configschema import ConfigError
 from rlscale.controller.actuator import KubernetesActuator
 from rlscale.controller.cluster_state import ClusterReader
 from rlscale.controller.config import MODES, ControllerConfig, load_config
-from rlscale.controller.kube import KubeClients, load_clients
-from rlscale.controller.leader import LeaderElector
+from rlscale.controller.kube import KubeClients, describe, load_clients
+from rlscale.controller.leader import LeaderElector, default_identity
 from rlscale.controller.loop import ControlLoop
 from rlscale.controller.observability import (
     ControllerMetrics,
     EventRecorder,
     HealthServer,
 )
+from rlscale.controller.outside_writes import hpa_targets
 from rlscale.controller.policies import build_policy_setup
 from rlscale.controller.prometheus import PrometheusSource
 from rlscale.controller.sources import MetricSource, PodScrapeSource
-from rlscale.controller.validation import ConfigError
 from rlscale.logformat import LOG_FORMATS, configure_logging
 
 log = logging.getLogger("rlscale.controller")
@@ -77,18 +80,46 @@ def build_controller(config: ControllerConfig, clients: KubeClients) -> Controll
     source = build_source(config, reader)
     metrics = ControllerMetrics()
     lease = config.leader_election
+    identity = lease.identity or default_identity()
     elector = None
     if lease.enabled:
         elector = LeaderElector(
             clients.coordination, name=lease.name, namespace=lease.namespace,
-            identity=lease.identity, lease_duration_s=lease.lease_duration_s,
+            identity=identity, lease_duration_s=lease.lease_duration_s,
             renew_deadline_s=lease.renew_deadline_s, retry_period_s=lease.retry_period_s,
             on_change=lambda leader: metrics.is_leader.set(1.0 if leader else 0.0))
-    actuator = KubernetesActuator(clients) if config.mode == "act" else None
+    fence = elector.holds_lease if elector is not None else (lambda: True)
+    actuator = KubernetesActuator(clients, fence=fence) if config.mode == "act" else None
     loop = ControlLoop(config, source, setup, actuator=actuator, metrics=metrics,
-                       events=EventRecorder(clients.core, instance=lease.identity),
-                       is_leader=(lambda: elector.is_leader) if elector else (lambda: True))
+                       events=EventRecorder(clients.core, instance=identity), is_leader=fence)
+    if config.mode == "act" and config.outside_writes.hpa == "refuse":
+        refuse_hpa_targets(config, clients, loop)
     return Controller(config, loop, source, metrics, elector)
+
+
+def refuse_hpa_targets(config: ControllerConfig, clients: KubeClients,
+                       loop: ControlLoop) -> None:
+    """Hold (never scale) each pool whose Deployment a HorizontalPodAutoscaler targets now;
+    an HPA list that fails is logged (the check is then skipped for that namespace)."""
+    if clients.autoscaling is None:
+        return
+    for namespace in sorted({p.namespace for p in config.pools}):
+        try:
+            targets = hpa_targets(clients.autoscaling.list_namespaced_horizontal_pod_autoscaler(
+                namespace, _request_timeout=10.0))
+        except Exception as err:  # RBAC or API trouble: cannot tell, say so
+            log.warning("cannot list HorizontalPodAutoscalers in %s: %s", namespace,
+                        describe(err), extra={"fields": {"event": "HpaCheckFailed"}})
+            continue
+        for pool in config.pools:
+            hpa = targets.get(pool.deployment) if pool.namespace == namespace else None
+            if hpa is not None:
+                why = (f"HorizontalPodAutoscaler {namespace}/{hpa} scales Deployment "
+                       f"{namespace}/{pool.deployment}: not scaled by rlscale "
+                       f"(outside_writes.hpa: refuse)")
+                log.warning("%s", why, extra={"fields": {"event": "HpaTarget",
+                                                         "pool": pool.name}})
+                loop.guard.refuse(pool.name, why)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -131,13 +162,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rlscale controller: bad config {args.config}: {err}", file=sys.stderr)
         return 2
     if args.once:
+        return _once(controller)
+    return _serve(controller)
+
+
+ONCE_UNDECIDED = 3
+"""The exit code of ``--once`` when it could not decide or a write failed."""
+
+
+def _once(controller: Controller) -> int:
+    """One iteration; the Lease is released whatever happens."""
+    try:
         if controller.elector is not None:
             controller.elector.tick()
-        record = controller.loop.run_once(time.time())
+        record = controller.loop.run_once(controller.loop.clock())
+    finally:
+        if controller.elector is not None:
+            controller.elector.release()
         controller.source.close()
-        print(json.dumps(record.to_dict()))
-        return 0
-    return _serve(controller)
+    print(json.dumps(record.to_dict()))
+    return ONCE_UNDECIDED if record.kept or record.errors else 0
 
 
 def _serve(controller: Controller) -> int:

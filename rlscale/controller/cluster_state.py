@@ -14,10 +14,13 @@ Per pool (its Deployment, found by namespace and name):
 
 Routing weights come from the HTTPRoute: in the first rule that names one of the configured
 backendRefs, a pool's weight is the sum of its backendRefs' ``weight`` (Gateway API default
-1). Free GPUs per type: for every schedulable, ready node carrying the GPU label
-(``gpus.node_label``, e.g. ``nvidia.com/gpu.product``, as set by NVIDIA's GPU feature
-discovery), allocatable ``nvidia.com/gpu`` minus what the pods scheduled on it request
-(``max(sum of containers, largest init container)``, requests or else limits).
+1); a configured backendRef that no rule names is reported (``BackendRefMissing``). Free GPUs
+per type: for every schedulable, ready node carrying the GPU label (``gpus.node_label``, e.g.
+``nvidia.com/gpu.product``, as set by NVIDIA's GPU feature discovery), allocatable
+``nvidia.com/gpu`` minus what the pods scheduled on it request (``max(sum of containers,
+largest init container)``, requests or else limits). Those pods are listed per namespace (the
+pools' namespaces: a Role there suffices; GPUs that pods of other namespaces hold then look
+free) unless ``gpus.pod_scope: cluster`` asks for a cluster-wide list (and a ClusterRole).
 
 Nothing here raises for an API failure: it becomes a :class:`Problem`.
 """
@@ -30,6 +33,7 @@ from typing import Any, Literal
 
 from rlscale.controller.config import GpuConfig, PoolConfig, RouteConfig
 from rlscale.controller.kube import KubeClients, describe, get
+from rlscale.controller.outside_writes import replicas_manager
 
 Severity = Literal["missing", "partial", "stale", "degraded"]
 """``missing``: a pool's data is unusable (keep the current state); ``partial``: some pods
@@ -48,7 +52,8 @@ class Problem:
     Attributes:
         kind: CamelCase (``ScrapeFailed``, ``ScrapeTimeout``, ``ParseError``,
             ``PrometheusDown``, ``PodNotInPrometheus``, ``StaleSample``,
-            ``DeploymentUnavailable``, ``RouteUnavailable``, ``GpuInventoryUnavailable``).
+            ``DeploymentUnavailable``, ``RouteUnavailable``, ``BackendRefMissing``,
+            ``GpuInventoryUnavailable``, ``ImplausibleMetrics``, ``OutsideWrite``).
         severity: see :data:`Severity`.
         pool / pod: what it concerns (None: cluster-wide or the whole pool).
         message: a human sentence.
@@ -95,7 +100,8 @@ class PoolState:
     draining: int
     unavailable: int
     pods: tuple[PodInfo, ...]
-
+    replicas_manager: str | None = None
+    """The field manager owning ``spec.replicas`` (from ``managedFields``; None: unknown)."""
     @property
     def scrape_targets(self) -> tuple[PodInfo, ...]:
         """The pods whose metrics are expected."""
@@ -136,7 +142,7 @@ class ClusterReader:
                     f"cannot read Deployment {pool.namespace}/{pool.deployment} or its pods: "
                     f"{describe(err)}", pool=pool.name))
         weights = self._weights(pools, problems)
-        free = self._free_gpus(problems)
+        free = self._free_gpus(sorted({p.namespace for p in pools}), problems)
         return ClusterState(states, weights, free, tuple(problems))
 
     def read_pool(self, pool: PoolConfig) -> PoolState:
@@ -155,7 +161,8 @@ class ClusterReader:
         return PoolState(
             pool=pool.name, desired=int(get(deployment, "spec", "replicas") or 0), ready=ready,
             starting=len(pods) - draining - ready - pending, pending=pending, draining=draining,
-            unavailable=int(get(deployment, "status", "unavailable_replicas") or 0), pods=pods)
+            unavailable=int(get(deployment, "status", "unavailable_replicas") or 0), pods=pods,
+            replicas_manager=replicas_manager(deployment))
 
     def _weights(self, pools: Sequence[PoolConfig],
                  problems: list[Problem]) -> dict[str, float] | None:
@@ -172,16 +179,30 @@ class ClusterReader:
                                     f"cannot read HTTPRoute {route.namespace}/{route.name}: "
                                     f"{describe(err)}"))
             return None
+        absent = missing_backends(obj, route)
+        if absent:  # reported whatever weight is wanted for them (0 included)
+            problems.append(Problem(
+                "BackendRefMissing", "degraded",
+                f"HTTPRoute {route.namespace}/{route.name} has no backendRef named {absent} "
+                f"(configured for pool(s) {sorted({route.backends[b] for b in absent})}): "
+                f"their pools get no traffic and their weights cannot be set"))
         return weights
 
-    def _free_gpus(self, problems: list[Problem]) -> dict[str, int] | None:
+    def _free_gpus(self, namespaces: Sequence[str],
+                   problems: list[Problem]) -> dict[str, int] | None:
+        running = "status.phase!=Succeeded,status.phase!=Failed"
+        core = self.clients.core
         try:
-            nodes = self.clients.core.list_node(label_selector=self.gpus.node_label,
-                                                _request_timeout=self.timeout_s)
-            pods = self.clients.core.list_pod_for_all_namespaces(
-                field_selector="status.phase!=Succeeded,status.phase!=Failed",
-                _request_timeout=self.timeout_s)
-            return free_gpus(get(nodes, "items") or [], get(pods, "items") or [], self.gpus)
+            nodes = core.list_node(label_selector=self.gpus.node_label,
+                                   _request_timeout=self.timeout_s)
+            if self.gpus.pod_scope == "cluster":
+                pods = get(core.list_pod_for_all_namespaces(
+                    field_selector=running, _request_timeout=self.timeout_s), "items") or []
+            else:
+                pods = [pod for namespace in namespaces for pod in get(core.list_namespaced_pod(
+                    namespace, field_selector=running, _request_timeout=self.timeout_s),
+                    "items") or []]
+            return free_gpus(get(nodes, "items") or [], pods, self.gpus)
         except Exception as err:  # reported; the loop then estimates from the inventory
             problems.append(Problem("GpuInventoryUnavailable", "degraded",
                                     f"cannot list nodes and pods for free GPUs: "
@@ -236,6 +257,13 @@ def route_weights(route: Any, config: RouteConfig, pools: Sequence[str]) -> dict
             return weights
     raise ValueError(f"no rule of the HTTPRoute has a backendRef named one of "
                      f"{sorted(config.backends)}")
+
+
+def missing_backends(route: Any, config: RouteConfig) -> list[str]:
+    """The configured backendRef names that no rule of ``route`` (a dict) has."""
+    present = {get(ref, "name") for rule in get(route, "spec", "rules") or []
+               for ref in get(rule, "backendRefs") or []}
+    return sorted(set(config.backends) - present)
 
 
 def _quantity(value: Any) -> int:

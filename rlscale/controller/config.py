@@ -42,6 +42,7 @@ Example (every field; defaults in comments)::
       node_label: nvidia.com/gpu.product   # node label holding the GPU model
       resource: nvidia.com/gpu             # extended resource counted
       types: {NVIDIA-H100-80GB-HBM3: H100} # label value -> gpu_type (default: identity)
+      pod_scope: namespaces                # or cluster: whose pods' GPUs are subtracted
     leader_election:
       enabled: true
       name: rlscale-controller     # the Lease
@@ -49,36 +50,54 @@ Example (every field; defaults in comments)::
       lease_duration_s: 15
       renew_deadline_s: 10
       retry_period_s: 2
-      # identity: default the host name (the pod name in a cluster)
+      # identity: default the host name (the pod name in a cluster) plus a random suffix
+    outside_writes:                # someone else changed replicas or weights we wrote
+      rule: back_off               # back_off (leave it alone back_off_s) | override
+      back_off_s: 600
+      hpa: refuse                  # refuse: never scale a Deployment an HPA targets | ignore
     http: {address: 0.0.0.0, port: 8080}   # /metrics, /healthz, /readyz
 
 With ``policy.bundle`` the observation (pools' profile facts, SLO, windows) comes from the
 bundle, as it was trained; the config's profile facts, if given (all of them, on every pool),
 are used by the fallback when the bundle cannot be loaded. ``min_replicas`` and
 ``max_replicas`` are always the operator's limits, enforced by the shield.
+
+Every default lives in the dataclasses below and nowhere else: the parsers read them. Numbers
+are bounded above as well as below (:data:`LIMITS`): a replica count, a rate or a duration out
+of any plausible range is an error that names the field, never a run that exhausts memory.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from rlscale.agents.baselines import knobs_of
 from rlscale.agents.shield import ShieldConfig
-from rlscale.controller.validation import ConfigError, Section
+from rlscale.configschema import MAX_REPLICAS, ConfigError, Section
 from rlscale.metrics.observation import ObservationConfig, PoolInfo
 
 Mode = Literal["act", "shadow"]
 MODES: tuple[Mode, ...] = ("act", "shadow")
 SOURCES = ("pods", "prometheus")
+STALENESS_INTERVALS = 3.0
+"""Without ``staleness_s``, metrics are stale after this many intervals."""
 
 PROFILE_FIELDS = ("gpu_type", "gpus_per_replica", "max_num_seqs", "price_per_replica_hour",
                   "capacity_rps", "gpu_inventory")
 """Per-pool facts the observation is normalized with (:class:`PoolInfo` less name and max)."""
+
+LIMITS: dict[str, float] = {
+    "interval_s": 3600.0, "staleness_s": 86_400.0, "long_window_s": 7 * 86_400.0,
+    "day_length_s": 366 * 86_400.0, "gpus_per_replica": 64, "max_num_seqs": 1_000_000,
+    "price_per_replica_hour": 10_000.0, "capacity_rps": 1e6, "gpu_inventory": 1_000_000,
+    "timeout_s": 300.0, "max_workers": 256, "lease_duration_s": 3600.0,
+    "slo_s": 3600.0}
+"""Upper bounds of the config's numbers (seconds, counts, requests/s, US dollars per hour)."""
 
 
 @dataclass(frozen=True)
@@ -176,11 +195,14 @@ class MetricsConfig:
 class GpuConfig:
     """How free GPUs are counted: nodes carrying ``node_label`` (its value mapped through
     ``types`` to a pool's ``gpu_type``; unmapped values are used as they are), their
-    allocatable ``resource`` minus what scheduled pods request."""
+    allocatable ``resource`` minus what scheduled pods (of ``pod_scope``) request."""
 
     node_label: str = "nvidia.com/gpu.product"
     resource: str = "nvidia.com/gpu"
     types: dict[str, str] = field(default_factory=dict)
+    pod_scope: Literal["namespaces", "cluster"] = "namespaces"
+    """Whose pods' GPUs are subtracted: the pools' namespaces' (a Role suffices; GPUs held in
+    other namespaces look free) or the whole cluster's (needs a ClusterRole on pods)."""
 
     def gpu_type(self, label_value: str) -> str:
         """The pool GPU type of a node label value."""
@@ -198,6 +220,23 @@ class LeaderElectionConfig:
     renew_deadline_s: float = 10.0
     retry_period_s: float = 2.0
     identity: str = ""
+    """Empty: :func:`rlscale.controller.leader.default_identity` (host name plus a random
+    suffix, unique per process)."""
+
+
+@dataclass(frozen=True)
+class OutsideWritesConfig:
+    """What to do when someone else changed what this controller wrote
+    (:mod:`rlscale.controller.outside_writes`).
+
+    ``rule``: ``back_off`` leaves the changed pool (or the route) alone for ``back_off_s``
+    seconds, ``override`` writes the decision anyway. ``hpa``: ``refuse`` never scales a
+    Deployment that a HorizontalPodAutoscaler targets at start-up, ``ignore`` does.
+    """
+
+    rule: Literal["back_off", "override"] = "back_off"
+    back_off_s: float = 600.0
+    hpa: Literal["refuse", "ignore"] = "refuse"
 
 
 @dataclass(frozen=True)
@@ -219,11 +258,13 @@ class ControllerConfig:
     slo: SloConfig | None = None
     interval_s: float = 30.0
     staleness_s: float = 90.0
+    """Seconds (the parser defaults it to ``STALENESS_INTERVALS x interval_s``)."""
     mode: Mode = "act"
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     gpus: GpuConfig = field(default_factory=GpuConfig)
     shield: ShieldConfig = field(default_factory=ShieldConfig)
     leader_election: LeaderElectionConfig = field(default_factory=LeaderElectionConfig)
+    outside_writes: OutsideWritesConfig = field(default_factory=OutsideWritesConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     long_window_s: float = 300.0
     day_length_s: float = 86400.0
@@ -267,20 +308,25 @@ def load_config(path: str | os.PathLike[str]) -> ControllerConfig:
 def parse_config(data: Any) -> ControllerConfig:
     """Validate parsed YAML (a mapping) into a :class:`ControllerConfig`."""
     root = Section(data, "")
-    interval_s = root.number("interval_s", 30.0, min_value=0.0, strict_min=True)
-    staleness_s = root.number("staleness_s", 3.0 * interval_s, min_value=0.0, strict_min=True)
-    mode: Mode = "act" if root.string("mode", "act", MODES) == "act" else "shadow"
+    d = ControllerConfig
+    interval_s = root.number("interval_s", d.interval_s, min_value=0.0, strict_min=True,
+                             max_value=LIMITS["interval_s"])
+    staleness_s = root.number("staleness_s", STALENESS_INTERVALS * interval_s, min_value=0.0,
+                              strict_min=True, max_value=LIMITS["staleness_s"])
+    mode: Mode = "act" if root.string("mode", d.mode, MODES) == "act" else "shadow"
     policy = _policy(root.section("policy"))
     pools = _pools(root, policy)
     names = [p.name for p in pools]
     slo = _slo(root, required=policy.bundle is None or any(p.profile for p in pools))
     observation = root.section("observation")
-    long_window_s = observation.number("long_window_s", 300.0, min_value=0.0, strict_min=True)
-    day_length_s = observation.number("day_length_s", 86400.0, min_value=0.0, strict_min=True)
+    long_window_s = observation.number("long_window_s", d.long_window_s, min_value=0.0,
+                                       strict_min=True, max_value=LIMITS["long_window_s"])
+    day_length_s = observation.number("day_length_s", d.day_length_s, min_value=0.0,
+                                      strict_min=True, max_value=LIMITS["day_length_s"])
     observation.finish()
     route = _route(root, names)
     fallback_section = root.section("fallback")
-    fallback = FallbackConfig(fallback_section.string("heuristic", "planner"),
+    fallback = FallbackConfig(fallback_section.string("heuristic", FallbackConfig.heuristic),
                               fallback_section.mapping("knobs"))
     _check_heuristic(fallback_section, fallback.heuristic, fallback.knobs)
     fallback_section.finish()
@@ -290,6 +336,7 @@ def parse_config(data: Any) -> ControllerConfig:
         metrics=_metrics(root.section("metrics")), gpus=_gpus(root.section("gpus")),
         shield=_shield(root.section("shield")),
         leader_election=_leader(root.section("leader_election"), pools[0].namespace),
+        outside_writes=_outside_writes(root.section("outside_writes")),
         http=_http(root.section("http")), long_window_s=long_window_s,
         day_length_s=day_length_s)
     root.finish()
@@ -318,8 +365,6 @@ def _policy(section: Section) -> PolicyConfig:
 
 
 def _check_heuristic(section: Section, name: str, knobs: dict[str, Any]) -> None:
-    from rlscale.agents.baselines import knobs_of
-
     try:
         valid = knobs_of(name)
     except ValueError as err:
@@ -328,6 +373,21 @@ def _check_heuristic(section: Section, name: str, knobs: dict[str, Any]) -> None
     if unknown:
         raise ConfigError(f"{section.where('knobs')}: unknown knob(s) {unknown} for heuristic "
                           f"{name!r}; valid: {list(valid)}")
+
+
+def _profile(s: Section) -> PoolProfile:
+    return PoolProfile(
+        gpu_type=s.string("gpu_type"),
+        gpus_per_replica=s.integer("gpus_per_replica", min_value=1,
+                                   max_value=int(LIMITS["gpus_per_replica"])),
+        max_num_seqs=s.integer("max_num_seqs", min_value=1,
+                               max_value=int(LIMITS["max_num_seqs"])),
+        price_per_replica_hour=s.number("price_per_replica_hour", min_value=0.0,
+                                        max_value=LIMITS["price_per_replica_hour"]),
+        capacity_rps=s.number("capacity_rps", min_value=0.0, strict_min=True,
+                              max_value=LIMITS["capacity_rps"]),
+        gpu_inventory=s.integer("gpu_inventory", min_value=0,
+                                max_value=int(LIMITS["gpu_inventory"])))
 
 
 def _pools(root: Section, policy: PolicyConfig) -> tuple[PoolConfig, ...]:
@@ -343,20 +403,15 @@ def _pools(root: Section, policy: PolicyConfig) -> tuple[PoolConfig, ...]:
         name = s.string("name")
         namespace = s.string("namespace")
         deployment = s.string("deployment")
-        min_replicas = s.integer("min_replicas", min_value=0)
-        max_replicas = s.integer("max_replicas", min_value=max(1, min_replicas))
+        min_replicas = s.integer("min_replicas", min_value=0, max_value=MAX_REPLICAS)
+        max_replicas = s.integer("max_replicas", min_value=max(1, min_replicas),
+                                 max_value=MAX_REPLICAS)
         profile = None
         if facts_needed:
             missing = [key for key in PROFILE_FIELDS if not s.has(key)]
             if missing:
                 raise ConfigError(f"{s.where(missing[0])}: required field is missing ({why})")
-            profile = PoolProfile(
-                gpu_type=s.string("gpu_type"),
-                gpus_per_replica=s.integer("gpus_per_replica", min_value=1),
-                max_num_seqs=s.integer("max_num_seqs", min_value=1),
-                price_per_replica_hour=s.number("price_per_replica_hour", min_value=0.0),
-                capacity_rps=s.number("capacity_rps", min_value=0.0, strict_min=True),
-                gpu_inventory=s.integer("gpu_inventory", min_value=0))
+            profile = _profile(s)
         s.finish()
         pools.append(PoolConfig(name, namespace, deployment, min_replicas, max_replicas,
                                 profile))
@@ -378,8 +433,8 @@ def _slo(root: Section, required: bool) -> SloConfig | None:
         root.raw("slo")
         return None
     section = root.section("slo")
-    slo = SloConfig(section.number("ttft_s", min_value=0.0, strict_min=True),
-                    section.number("itl_s", min_value=0.0, strict_min=True))
+    slo = SloConfig(*(section.number(key, min_value=0.0, strict_min=True,
+                                     max_value=LIMITS["slo_s"]) for key in ("ttft_s", "itl_s")))
     section.finish()
     return slo
 
@@ -404,13 +459,16 @@ def _route(root: Section, pools: list[str]) -> RouteConfig | None:
 
 
 def _metrics(section: Section) -> MetricsConfig:
-    source = section.string("source", "pods", SOURCES)
-    timeout_s = section.number("timeout_s", 2.0, min_value=0.0, strict_min=True)
+    d = MetricsConfig
+    source = section.string("source", d.source, SOURCES)
+    timeout_s = section.number("timeout_s", d.timeout_s, min_value=0.0, strict_min=True,
+                               max_value=LIMITS["timeout_s"])
     if source == "pods":
         config = MetricsConfig(
-            "pods", port=section.integer("port", 8000, min_value=1, max_value=65535),
-            path=section.string("path", "/metrics"), timeout_s=timeout_s,
-            max_workers=section.integer("max_workers", 16, min_value=1))
+            "pods", port=section.integer("port", d.port, min_value=1, max_value=65535),
+            path=section.string("path", d.path), timeout_s=timeout_s,
+            max_workers=section.integer("max_workers", d.max_workers, min_value=1,
+                                        max_value=int(LIMITS["max_workers"])))
         if not config.path.startswith("/"):
             raise ConfigError(f"{section.where('path')}: must start with '/', got "
                               f"{config.path!r}")
@@ -429,35 +487,38 @@ def _gpus(section: Section) -> GpuConfig:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{section.where('types')}.{key}: expected a GPU type name, got "
                               f"{value!r}")
+    scope = section.string("pod_scope", GpuConfig.pod_scope, ("namespaces", "cluster"))
     config = GpuConfig(section.string("node_label", GpuConfig.node_label),
-                       section.string("resource", GpuConfig.resource), types)
+                       section.string("resource", GpuConfig.resource), types,
+                       "cluster" if scope == "cluster" else "namespaces")
     section.finish()
     return config
 
 
 def _shield(section: Section) -> ShieldConfig:
-    default = ShieldConfig()
+    d = ShieldConfig
     config = ShieldConfig(
-        max_scale_up=section.integer("max_scale_up", default.max_scale_up, min_value=1),
-        max_scale_down=section.integer("max_scale_down", default.max_scale_down, min_value=1),
+        max_scale_up=section.integer("max_scale_up", d.max_scale_up, min_value=1,
+                                     max_value=MAX_REPLICAS),
+        max_scale_down=section.integer("max_scale_down", d.max_scale_down, min_value=1,
+                                       max_value=MAX_REPLICAS),
         block_scale_down_while_pending=section.boolean(
-            "block_scale_down_while_pending", default.block_scale_down_while_pending),
-        range_margin=section.number("range_margin", default.range_margin, min_value=0.0))
+            "block_scale_down_while_pending", d.block_scale_down_while_pending),
+        range_margin=section.number("range_margin", d.range_margin, min_value=0.0,
+                                    max_value=100.0))
     section.finish()
     return config
 
 
 def _leader(section: Section, namespace: str) -> LeaderElectionConfig:
+    d = LeaderElectionConfig
+    durations = {key: section.number(key, getattr(d, key), min_value=0.0, strict_min=True,
+                                     max_value=LIMITS["lease_duration_s"])
+                 for key in ("lease_duration_s", "renew_deadline_s", "retry_period_s")}
     config = LeaderElectionConfig(
-        enabled=section.boolean("enabled", True),
-        name=section.string("name", LeaderElectionConfig.name),
-        namespace=section.string("namespace", namespace),
-        lease_duration_s=section.number("lease_duration_s", 15.0, min_value=0.0,
-                                        strict_min=True),
-        renew_deadline_s=section.number("renew_deadline_s", 10.0, min_value=0.0,
-                                        strict_min=True),
-        retry_period_s=section.number("retry_period_s", 2.0, min_value=0.0, strict_min=True),
-        identity=section.string("identity", socket.gethostname() or "rlscale-controller"))
+        enabled=section.boolean("enabled", d.enabled), name=section.string("name", d.name),
+        namespace=section.string("namespace", namespace), **durations,
+        identity=section.string("identity", d.identity))
     if not config.renew_deadline_s < config.lease_duration_s:
         raise ConfigError(f"{section.where('renew_deadline_s')}: must be below "
                           f"lease_duration_s ({config.lease_duration_s:g} s), got "
@@ -470,8 +531,21 @@ def _leader(section: Section, namespace: str) -> LeaderElectionConfig:
     return config
 
 
+def _outside_writes(section: Section) -> OutsideWritesConfig:
+    d = OutsideWritesConfig
+    rule = section.string("rule", d.rule, ("back_off", "override"))
+    hpa = section.string("hpa", d.hpa, ("refuse", "ignore"))
+    config = OutsideWritesConfig(
+        "override" if rule == "override" else "back_off",
+        section.number("back_off_s", d.back_off_s, min_value=0.0,
+                       max_value=LIMITS["staleness_s"]),
+        "ignore" if hpa == "ignore" else "refuse")
+    section.finish()
+    return config
+
+
 def _http(section: Section) -> HttpConfig:
-    config = HttpConfig(section.string("address", "0.0.0.0"),
-                        section.integer("port", 8080, min_value=0, max_value=65535))
+    config = HttpConfig(section.string("address", HttpConfig.address),
+                        section.integer("port", HttpConfig.port, min_value=0, max_value=65535))
     section.finish()
     return config

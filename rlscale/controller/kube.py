@@ -8,10 +8,12 @@ leader-election Lease). Tests pass fakes with the same methods.
 RBAC the controller needs is :data:`API_CALLS`, the single source of truth (the manifests in
 ``deploy/`` are checked against it by ``tests/test_deploy.py``; :func:`rbac_rules` gives the
 rules of one scope): ``apps/deployments`` get; ``apps/deployments/scale`` patch; ``pods`` list;
-``events`` create; ``gateway.networking.k8s.io/httproutes`` get, patch (in the pools' and the
-route's namespaces); ``coordination.k8s.io/leases`` get, create, update (in the Lease's
-namespace); ``nodes`` list and ``pods`` list in all namespaces (cluster-wide, only to count free
-GPUs: without them the free GPUs are unknown and the loop estimates them from the inventory).
+``events`` create; ``gateway.networking.k8s.io/httproutes`` get, patch;
+``autoscaling/horizontalpodautoscalers`` list (in the pools' and the route's namespaces);
+``coordination.k8s.io/leases`` get, create, update (in the Lease's namespace); ``nodes`` list
+(cluster-wide, only to count free GPUs: without it the free GPUs are unknown and the loop
+estimates them from the inventory); ``pods`` list in all namespaces only with
+``gpus.pod_scope: cluster``.
 No watch, no delete, no wildcard.
 """
 
@@ -20,10 +22,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-RbacScope = Literal["pools", "lease", "cluster"]
+RbacScope = Literal["pools", "lease", "cluster", "cluster-pods"]
 """Where a permission is needed: ``pools`` — every namespace holding a pool's Deployment or the
 HTTPRoute (a Role there); ``lease`` — the leader-election Lease's namespace (a Role there);
-``cluster`` — cluster-wide (a ClusterRole)."""
+``cluster`` — cluster-wide (a ClusterRole); ``cluster-pods`` — cluster-wide, only when the
+config asks for it (``gpus.pod_scope: cluster``)."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,10 @@ API_CALLS: dict[str, ApiCall] = {
     "get_namespaced_custom_object": ApiCall("gateway.networking.k8s.io", "httproutes", "get",
                                             "pools"),
     "list_node": ApiCall("", "nodes", "list", "cluster"),
-    "list_pod_for_all_namespaces": ApiCall("", "pods", "list", "cluster"),
+    "list_pod_for_all_namespaces": ApiCall("", "pods", "list", "cluster-pods"),
+    # cli (at start-up: a Deployment an HPA scales is not scaled by the controller)
+    "list_namespaced_horizontal_pod_autoscaler": ApiCall(
+        "autoscaling", "horizontalpodautoscalers", "list", "pools"),
     # actuator.KubernetesActuator (act mode only)
     "patch_namespaced_deployment_scale": ApiCall("apps", "deployments/scale", "patch", "pools"),
     "patch_namespaced_custom_object": ApiCall("gateway.networking.k8s.io", "httproutes",
@@ -88,6 +94,8 @@ class KubeClients:
     core: Any
     custom: Any
     coordination: Any
+    autoscaling: Any = None
+    """``AutoscalingV2Api`` (HPAs, read at start-up); None: not checked."""
 
 
 def load_clients(kubeconfig: str | None = None) -> KubeClients:
@@ -107,7 +115,8 @@ def load_clients(kubeconfig: str | None = None) -> KubeClients:
     api = client.ApiClient()
     return KubeClients(apps=client.AppsV1Api(api), core=client.CoreV1Api(api),
                        custom=client.CustomObjectsApi(api),
-                       coordination=client.CoordinationV1Api(api))
+                       coordination=client.CoordinationV1Api(api),
+                       autoscaling=client.AutoscalingV2Api(api))
 
 
 def api_status(err: BaseException) -> int | None:

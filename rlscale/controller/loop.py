@@ -7,7 +7,9 @@ One iteration (:meth:`ControlLoop.run_once`):
    collection is older than ``staleness_s``; *missing* when a pool's Deployment or all of its
    pods' metrics could not be read; *partial* when some pods' metrics could not. Stale or
    missing: the current replicas and weights are kept and nothing is written (reason
-   ``StaleMetrics`` / ``MissingMetrics``): the loop never acts on data it does not have;
+   ``StaleMetrics`` / ``MissingMetrics``): the loop never acts on data it does not have; a
+   pod sample beyond physical bounds (:mod:`~rlscale.controller.plausibility`) is left out
+   as if its scrape had failed (``ImplausibleMetrics``, partial);
 3. **observe** with the same :class:`~rlscale.metrics.observation.ObservationBuilder` the
    environment uses, on the snapshot history, plus
    :func:`~rlscale.metrics.observation.interval_stats` for the heuristics;
@@ -18,10 +20,12 @@ One iteration (:meth:`ControlLoop.run_once`):
    (``FallbackNaN`` / ``FallbackOutOfRange``) or the policy raised or refused
    (``PolicyError`` / ``FallbackInvalid``); a bundle that failed to load is reported as
    ``BundleLoadFailed`` on every decision;
-5. **act** only in ``act`` mode and while leader (as read when the iteration starts; the
-   Lease's ``lease_duration_s - renew_deadline_s`` margin covers one iteration's writes):
-   scale the pools whose replicas changed, set the HTTPRoute weights if the shares changed,
-   record Events; ``shadow`` mode logs what it would do and never writes;
+5. **act** only in ``act`` mode and while this process can prove it holds the Lease, asked
+   when the iteration starts *and again immediately before every write* (fencing: a process
+   paused mid-iteration and resumed after another took over writes nothing; see
+   :meth:`~rlscale.controller.leader.LeaderElector.holds_lease`): scale the pools whose
+   replicas changed, set the HTTPRoute weights if the shares changed, record Events;
+   ``shadow`` mode logs what it would do and never writes;
 6. **report**: metrics, one JSON log line per decision, the :class:`DecisionRecord`.
 
 Snapshot history. A pod listed as running whose scrape failed is absent from that snapshot;
@@ -29,6 +33,10 @@ when it is read again its counters would look like one interval's growth, so the
 snapshot is given its current sample (zero growth) and that interval counts as partial. A pod
 that was still starting (not ready: vLLM serves no ``/metrics`` while it loads the model, and
 the Service sends it nothing) is not backfilled: its counters start at zero.
+
+Time. The loop's schedule, readiness, staleness and every rate's denominator are read from
+``clock``, a :class:`~rlscale.controller.clocks.SteadyClock` by default (monotonic, expressed
+as Unix seconds as of start): a wall-clock step changes no decision.
 """
 
 from __future__ import annotations
@@ -48,12 +56,16 @@ from rlscale.agents.window import ObservationWindow
 from rlscale.controller.actuator import (
     ActuationError,
     Actuator,
+    FencedError,
     PermanentActuationError,
     backend_weights,
 )
+from rlscale.controller.clocks import SteadyClock
 from rlscale.controller.cluster_state import GATEWAY_GROUP, GATEWAY_VERSION, Problem
-from rlscale.controller.config import ControllerConfig
+from rlscale.controller.config import ControllerConfig, RouteConfig
 from rlscale.controller.observability import ControllerMetrics, EventRecorder
+from rlscale.controller.outside_writes import ROUTE, OutsideWriteGuard
+from rlscale.controller.plausibility import screen
 from rlscale.controller.policies import PolicySetup
 from rlscale.controller.sources import CollectedMetrics, MetricSource
 from rlscale.metrics.observation import ObservationBuilder, PoolInfo
@@ -120,15 +132,17 @@ class ControlLoop:
         setup: the policy, shield and observation config;
         actuator: writes (None: never writes, as in shadow mode);
         metrics / events: where to report (optional);
-        is_leader: whether this replica may write now (leader election);
-        clock: Unix seconds, used by :meth:`run_forever` and readiness.
+        is_leader: whether this process may write *now* (leader election's fence), asked at
+            the start of an iteration and immediately before every write;
+        clock: the steady timeline (seconds; see the module docstring) of
+            :meth:`run_forever`, readiness, snapshots and rates.
     """
 
     def __init__(self, config: ControllerConfig, source: MetricSource, setup: PolicySetup, *,
                  actuator: Actuator | None = None, metrics: ControllerMetrics | None = None,
                  events: EventRecorder | None = None,
                  is_leader: Callable[[], bool] = lambda: True,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] | None = None) -> None:
         self.config = config
         self.source = source
         self.setup = setup
@@ -136,17 +150,20 @@ class ControlLoop:
         self.metrics = metrics or ControllerMetrics()
         self.events = events
         self.is_leader = is_leader
-        self.clock = clock
+        self.clock = clock or SteadyClock()
         self.builder = (ObservationBuilder(setup.observation) if setup.observation is not None
                         else None)
         self.lookback = (ObservationWindow(self.builder, config.interval_s)
                          if self.builder is not None else None)
         """The snapshots the observation looks back on (the environment keeps the same)."""
         self.last_good_s: float | None = None
-        """When the newest usable metrics were taken (Unix seconds)."""
+        """When the newest usable metrics were taken (``clock`` seconds)."""
         self.last_success_s: float | None = None
         """When an iteration last decided on usable metrics (for readiness)."""
         self._unsampled: set[str] = set()
+        outside = config.outside_writes
+        self.guard = OutsideWriteGuard(outside.rule, outside.back_off_s)
+        """This controller's writes, outside ones, and the targets held."""
 
     # ------------------------------------------------------------------ entry points
     def run_forever(self, stop: threading.Event | None = None) -> None:
@@ -171,7 +188,8 @@ class ControlLoop:
         return True, "ok"
 
     def run_once(self, now_s: float) -> DecisionRecord:
-        """One iteration at ``now_s`` (Unix seconds); returns what was decided and done."""
+        """One iteration at ``now_s`` (``clock`` seconds); returns what was decided and
+        done."""
         started = time.perf_counter()
         leader = bool(self.is_leader())
         try:
@@ -190,8 +208,9 @@ class ControlLoop:
             log.exception("metric source failed")
             collected = CollectedMetrics(now_s, {}, (), None, None, (Problem(
                 reasons.SOURCE_FAILED, "missing", f"{type(err).__name__}: {err}"),))
-        problems = list(collected.problems)
         current = {n: collected.pools[n].desired for n in names if n in collected.pools}
+        collected = self._outside_writes(collected, current, now_s, leader)
+        problems = list(collected.problems)
         unread = [n for n in names if n not in collected.pools]
         stale = collected.with_severity("stale")
         missing = collected.with_severity("missing")
@@ -221,6 +240,8 @@ class ControlLoop:
             return keep(reasons.BUNDLE_LOAD_FAILED, f"keeping the current state: no policy can "
                         f"decide: {self.setup.load_error}")
 
+        collected = self._screen(collected, lookback, now_s)
+        problems = list(collected.problems)
         backfilled = self._snapshot(collected, lookback)
         if backfilled:
             problems.append(Problem("BackfilledPods", "partial",
@@ -281,6 +302,63 @@ class ControlLoop:
         name = fallback.name if result.fallback_used and fallback is not None else policy.name
         return result, reason, name
 
+    def _outside_writes(self, collected: CollectedMetrics, current: Mapping[str, int],
+                        now_s: float, leader: bool) -> CollectedMetrics:
+        """Find writes by others to what this controller wrote; report each (log, metric,
+        Event, a ``degraded`` problem); the guard then holds the target per the rule. A
+        process that does not hold the Lease forgets its writes: the next leader's are not
+        outside ones."""
+        if not (leader and self.is_leader()) or self.config.mode != "act":  # fenced, as writes
+            self.guard.forget()
+            return collected
+        found: dict[str, Any] = dict(current)
+        if self.config.httproute is not None and collected.weights is not None:
+            found[ROUTE] = dict(collected.weights)
+        writers = {n: collected.pools[n].replicas_manager for n in current}
+        changes = self.guard.check(now_s, found, writers)
+        if not changes:
+            return collected
+        pools = {p.name: p for p in self.config.pools}
+        route = self.config.httproute
+        problems = []
+        for change in changes:
+            rule = self.guard.rule
+            message = (f"outside write: {change}; rule {rule}"
+                       + (f" (left alone for {self.guard.back_off_s:g} s)"
+                          if rule == "back_off" else ""))
+            log.warning("%s", message, extra={"fields": {"event": "OutsideWrite"}})
+            is_route = change.target == ROUTE
+            self.metrics.outside_writes.labels(target="weights" if is_route else "replicas").inc()
+            problems.append(Problem("OutsideWrite", "degraded", message,
+                                    pool=None if is_route else change.target))
+            if self.events is not None:
+                if is_route and route is not None:
+                    self.events.record(namespace=route.namespace, kind="HTTPRoute",
+                                       name=route.name, reason="OutsideWrite", message=message,
+                                       api_version=f"{GATEWAY_GROUP}/{GATEWAY_VERSION}",
+                                       event_type="Warning")
+                elif change.target in pools:
+                    pool = pools[change.target]
+                    self.events.record(namespace=pool.namespace, kind="Deployment",
+                                       name=pool.deployment, reason="OutsideWrite",
+                                       message=message, event_type="Warning")
+        return replace(collected, problems=collected.problems + tuple(problems))
+
+    def _screen(self, collected: CollectedMetrics, lookback: ObservationWindow, now_s: float
+                ) -> CollectedMetrics:
+        """Leave out samples beyond physical bounds (:mod:`rlscale.controller.plausibility`),
+        rates judged against the last snapshot (pods about to be backfilled: gauges only)."""
+        history = lookback.history
+        prev = history[-1] if history else None
+        previous = {} if prev is None else {
+            p.pod: p for p in prev.pods if p.pod not in self._unsampled}
+        dt_s = 0.0 if prev is None else now_s - prev.time_s
+        kept, problems = screen(collected.samples, lookback.builder.config.pools, previous, dt_s)
+        if not problems:
+            return collected
+        return replace(collected, samples=tuple(kept),
+                       problems=collected.problems + tuple(problems))
+
     def _snapshot(self, collected: CollectedMetrics, lookback: ObservationWindow) -> list[str]:
         """Append this collection's snapshot to the window (backfilling re-read pods); the
         pods backfilled."""
@@ -313,15 +391,16 @@ class ControlLoop:
             if before != after:
                 writes.append(_Write(
                     f"scale {pool.namespace}/{pool.deployment} {before}->{after}",
-                    namespace=pool.namespace, name=pool.deployment, replicas=after,
-                    event="ScaledUp" if after > before else "ScaledDown"))
+                    namespace=pool.namespace, name=pool.deployment, target=pool.name,
+                    replicas=after, event="ScaledUp" if after > before else "ScaledDown"))
         if route is not None and collected.weights is not None:
             now = backend_weights(route, {n: collected.weights.get(n, 0.0)
                                           for n in self.config.pool_names})
             if now != record.route_weights and any(record.route_weights.values()):
                 writes.append(_Write(
                     f"weights {route.namespace}/{route.name} {now}->{record.route_weights}",
-                    namespace=route.namespace, name=route.name, event="WeightsChanged"))
+                    namespace=route.namespace, name=route.name, target=ROUTE,
+                    event="WeightsChanged"))
         if not writes:
             return record
         if self.config.mode == "shadow" or self.actuator is None:
@@ -332,16 +411,30 @@ class ControlLoop:
                                                  for w in writes))
         actions, errors = [], []
         for write in writes:
+            if not self.is_leader():  # fencing: the Lease may have been lost mid-iteration
+                self.metrics.actuation_errors.labels(kind="fenced").inc()
+                errors.append(f"fenced: {write.what}: not sent: this process cannot prove it "
+                              f"holds the Lease now")
+                break
+            held = self.guard.held(write.target, record.time_s)
+            if held is not None:
+                actions.append(f"held {write.what}: {held}")
+                continue
             try:
                 if write.replicas is not None:
                     self.actuator.scale(write.namespace, write.name, write.replicas)
+                    self.guard.wrote(write.target, write.replicas)
                 else:
                     assert route is not None
                     self.actuator.set_weights(route, record.route_weights)
+                    self.guard.wrote(ROUTE, _pool_weights(route, record.route_weights))
             except ActuationError as err:
-                kind = "permanent" if isinstance(err, PermanentActuationError) else "temporary"
+                kind = ("fenced" if isinstance(err, FencedError) else "permanent"
+                        if isinstance(err, PermanentActuationError) else "temporary")
                 self.metrics.actuation_errors.labels(kind=kind).inc()
                 errors.append(f"{kind}: {err}")
+                if kind == "fenced":
+                    break
                 continue
             actions.append(write.what)
             if self.events is not None:
@@ -382,8 +475,18 @@ class _Write:
     what: str
     namespace: str
     name: str
+    target: str
     event: str
     replicas: int | None = None
+
+
+def _pool_weights(route: RouteConfig, backends: Mapping[str, int]) -> dict[str, float]:
+    """Each pool's weight as :class:`ClusterReader` reads it back: its backendRefs' sum."""
+    out: dict[str, float] = {}
+    for service, weight in backends.items():
+        pool = route.backends[service]
+        out[pool] = out.get(pool, 0.0) + float(weight)
+    return out
 
 
 def _shares(weights: Mapping[str, float]) -> dict[str, float]:

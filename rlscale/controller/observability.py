@@ -17,7 +17,10 @@ name                                        type       meaning
 ``rlscale_metrics_staleness_seconds``       gauge      age of the metrics decided on (s;
                                                        -1 before any usable metrics)
 ``rlscale_is_leader``                       gauge      1 while this replica holds the Lease
-``rlscale_actuation_errors_total{kind}``    counter    failed writes (temporary, permanent)
+``rlscale_actuation_errors_total{kind}``    counter    failed writes (temporary, permanent,
+                                                       fenced: not sent without the Lease)
+``rlscale_outside_writes_total{target}``    counter    writes by others to what this
+                                                       controller wrote (replicas, weights)
 ==========================================  =========  ======================================
 
 :class:`HealthServer` serves ``/metrics``, ``/healthz`` (the process is alive) and
@@ -77,6 +80,9 @@ class ControllerMetrics:
         self.actuation_errors = Counter("rlscale_actuation_errors",
                                         "Failed writes to the cluster, by kind", ["kind"],
                                         registry=r)
+        self.outside_writes = Counter("rlscale_outside_writes",
+                                      "Writes by others to what this controller wrote",
+                                      ["target"], registry=r)
 
     def exposition(self) -> bytes:
         """The registry in Prometheus' text format."""

@@ -31,8 +31,8 @@ from rlscale.agents.policy import (
     with_replica_limits,
 )
 from rlscale.agents.shield import Shield
+from rlscale.configschema import ConfigError
 from rlscale.controller.config import PROFILE_FIELDS, ControllerConfig
-from rlscale.controller.validation import ConfigError
 from rlscale.metrics.observation import ObservationConfig
 
 log = logging.getLogger("rlscale.controller")

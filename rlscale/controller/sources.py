@@ -15,8 +15,13 @@ asks Prometheus instead.
 from __future__ import annotations
 
 import concurrent.futures
+import http.client
+import io
 import math
-import urllib.request
+import threading
+import time
+import urllib.error
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -88,13 +93,50 @@ class MetricSource(Protocol):
         """Release threads and connections."""
 
 
+CHUNK_BYTES = 64 * 1024
+"""Bytes read per ``recv`` while a page is read against its deadline."""
+
+
 def http_get(url: str, timeout_s: float) -> str:
-    """GET ``url`` without any proxy (pod IPs and in-cluster Services are reached directly)."""
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(url, timeout=timeout_s) as response:
-        body: bytes = response.read(MAX_PAGE_BYTES + 1)
-    if len(body) > MAX_PAGE_BYTES:
-        raise ValueError(f"response larger than {MAX_PAGE_BYTES} bytes")
+    """GET ``url`` (no proxy: pod IPs and in-cluster Services are reached directly) within
+    ``timeout_s`` seconds **in total**: connecting, the headers and every byte of the body. A
+    server that drips its answer a byte at a time is abandoned (the connection closed) at the
+    deadline, so one slow pod holds a scrape thread at most ``timeout_s``.
+
+    Raises:
+        TimeoutError: the deadline passed; urllib.error.HTTPError: an error status (its body
+        readable); ValueError: not http(s), a page over :data:`MAX_PAGE_BYTES`; OSError: the
+        connection failed.
+    """
+    deadline = time.monotonic() + timeout_s
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s):// URL, got {url!r}")
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = kind(parts.hostname, parts.port, timeout=timeout_s)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        connection.request("GET", target)
+        response = connection.getresponse()
+        body = bytearray()
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"timed out: the page was not complete within {timeout_s:g} s "
+                                   f"({len(body)} bytes read)")
+            if connection.sock is not None:
+                connection.sock.settimeout(left)
+            chunk = response.read1(CHUNK_BYTES)
+            if not chunk:
+                break
+            body += chunk
+            if len(body) > MAX_PAGE_BYTES:
+                raise ValueError(f"response larger than {MAX_PAGE_BYTES} bytes")
+    finally:
+        connection.close()
+    if response.status != 200:
+        raise urllib.error.HTTPError(url, response.status, response.reason, response.headers,
+                                     io.BytesIO(bytes(body)))
     return body.decode("utf-8")
 
 
@@ -110,10 +152,15 @@ class PodScrapeSource:
     Args:
         reader: reads the pools' Deployments and pods (and weights, free GPUs).
         port / path: where vLLM serves its metrics.
-        timeout_s: per scrape (seconds); the whole scrape round waits at most
+        timeout_s: per scrape, in total (seconds): :func:`http_get` abandons a connection
+            at its deadline; the whole scrape round waits at most
             ``timeout_s × ceil(pods / max_workers) + 1``.
-        max_workers: concurrent scrapes.
+        max_workers: concurrent scrapes (the bound on threads and connections).
         fetch: the HTTP GET (tests replace it); default :func:`http_get`.
+
+    Isolation: a pod whose previous scrape is still running (a fetch that ignores its
+    deadline) is not scraped again — it is reported (``ScrapeTimeout``) while the others are
+    read — so one slow or hostile pod costs at most one thread and only its own samples.
     """
 
     def __init__(self, reader: ClusterReader, *, port: int = 8000, path: str = "/metrics",
@@ -127,6 +174,9 @@ class PodScrapeSource:
         self.fetch = fetch or http_get
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="rlscale-scrape")
+        self._running: set[str] = set()
+        """URLs whose scrape has not returned yet."""
+        self._lock = threading.Lock()
 
     def close(self) -> None:
         """Stop the scrape threads (without waiting for hung scrapes)."""
@@ -143,8 +193,14 @@ class PodScrapeSource:
         problems = list(state.problems)
         targets = [pod for pool in pools if pool.name in state.pools
                    for pod in state.pools[pool.name].scrape_targets]
-        futures = {self._executor.submit(self._scrape, pod): pod for pod in targets}
-        rounds = math.ceil(len(targets) / self.max_workers) if targets else 0
+        with self._lock:
+            busy = [pod for pod in targets if self.url(pod) in self._running]
+            todo = [pod for pod in targets if self.url(pod) not in self._running]
+            self._running.update(self.url(pod) for pod in todo)
+        problems += [pod_problem(pod, "ScrapeTimeout", f"{self.url(pod)}: its previous scrape "
+                                 f"has not returned yet") for pod in busy]
+        futures = {self._executor.submit(self._scrape, pod): pod for pod in todo}
+        rounds = math.ceil(len(todo) / self.max_workers) if todo else 0
         done, _ = concurrent.futures.wait(futures, timeout=self.timeout_s * rounds + 1.0)
         samples: list[PodSample] = []
         for future, pod in futures.items():
@@ -163,6 +219,13 @@ class PodScrapeSource:
                                 state.free_gpus, tuple(problems))
 
     def _scrape(self, pod: PodInfo) -> PodSample | Problem:
+        try:
+            return self._read(pod)
+        finally:
+            with self._lock:
+                self._running.discard(self.url(pod))
+
+    def _read(self, pod: PodInfo) -> PodSample | Problem:
         url = self.url(pod)
         try:
             text = self.fetch(url, self.timeout_s)

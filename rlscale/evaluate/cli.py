@@ -35,7 +35,7 @@ from rlscale.evaluate.plots import plot_all
 from rlscale.evaluate.policies import DEFAULT_POLICIES, POLICY_NAMES, PolicySpec, parse_policies
 from rlscale.evaluate.prepare import LoadOptions, prepare
 from rlscale.evaluate.report import aggregate, markdown_table, write_results
-from rlscale.evaluate.runner import run_tasks, tasks_for
+from rlscale.evaluate.runner import check_policies, run_tasks, tasks_for
 from rlscale.evaluate.suite import run_suite
 from rlscale.evaluate.sweep import judge, sweep
 from rlscale.evaluate.tune import load_tuned, save_tuned, tune, tuning_config
@@ -124,7 +124,8 @@ def build_parser(*, tune_only: bool = False) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, *, tune_only: bool = False) -> int:
     """Entry point of ``rlscale evaluate`` (``rlscale tune`` with ``tune_only``); exit code 2 on
-    a configuration error."""
+    a configuration error (every input — scenario, policies, bundles — is loaded before
+    anything is written)."""
     args = build_parser(tune_only=tune_only).parse_args(argv)
     if args.tune_only:
         return _tune_only(args)
@@ -154,6 +155,7 @@ def main(argv: Sequence[str] | None = None, *, tune_only: bool = False) -> int:
         target = args.slo_target if args.slo_target is not None else (
             tuning_config(scenario).slo_target)
         warnings: list[str] = []
+        check_policies(scenario, specs)  # a bad bundle fails here, before tuning or runs
         if args.tuned:
             specs = load_tuned(args.tuned, specs)
         elif args.tune:
@@ -243,6 +245,7 @@ def _tune_only(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario)
         specs = parse_policies(args.policies)
         seeds = _seeds(args.tune_seeds) if args.tune_seeds is not None else None
+        check_policies(scenario, specs)  # a bad bundle fails here, before anything is written
         out = args.out or Path("runs") / f"tune-{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
         out.mkdir(parents=True, exist_ok=True)
         _, record = tune(scenario, args.scenario, specs, slo_target=args.slo_target,

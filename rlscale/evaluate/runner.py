@@ -6,7 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from rlscale.envs.cluster_env import LLMClusterEnv
 from rlscale.envs.splits import Window
 from rlscale.evaluate.policies import PolicySpec, build_policy, policy_observation
 from rlscale.progress import ProgressBar
-from rlscale.sim.scenario import load_scenario
+from rlscale.sim.scenario import Scenario, load_scenario
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,19 @@ class Task:
     window: Window
     seed: int
     split: str
+
+
+def check_policies(scenario: Scenario, specs: Sequence[PolicySpec]) -> None:
+    """Build every policy once for ``scenario`` (a bundle is loaded and checked against its
+    pools), so that a bad input fails before any run starts or any file is written.
+
+    Raises:
+        ConfigError: a policy cannot be built (the message names it).
+    """
+    pools = [p.name for p in scenario.cluster.pools]
+    for spec in specs:
+        env = LLMClusterEnv(scenario, observation=policy_observation(spec, pools))
+        build_policy(spec, env.policy_context())
 
 
 def run_task(task: Task) -> dict[str, Any]:

@@ -362,10 +362,15 @@ def _interval(prev: _Arrays | None, cur: _Arrays, config: ObservationConfig,
         matched = np.array([lookup(name, -1) for name in cur.names], dtype=np.intp)
         keep = np.flatnonzero(matched >= 0)
         if keep.size:
-            before = prev.values[matched[keep]]
+            before = prev.values[matched[keep]].copy()
             after = cur.values[keep]
-            restarted = (after[:, _SUCCESS:] < before[:, _SUCCESS:]).any(axis=1)
-            keep, before = keep[~restarted], before[~restarted]
+            # A counter that went down was reset: its growth is its current value. Judged per
+            # series (as Prometheus's rate() does), so one odd series cannot turn a whole
+            # pod's cumulative counts into one interval's growth; a reset of the request
+            # counter is a restart, whose gauges start afresh too.
+            reset = after[:, _SUCCESS:] < before[:, _SUCCESS:]
+            before[:, _SUCCESS:][reset] = 0.0
+            before[reset[:, 0], :_SUCCESS] = 0.0
             delta = delta - cur.member[:, keep] @ before
     arrival = np.maximum(delta[:, _SUCCESS] + delta[:, _INFLIGHT], 0.0) / dt
     observed = delta[:, _HIST0 + k_ttft - 1]

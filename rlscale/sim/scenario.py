@@ -3,7 +3,7 @@
 Built-in scenarios live in ``rlscale/scenarios/*.yaml``; ``load_scenario`` takes a built-in name or
 a path. Every field is validated when the file is read, and an error names the field::
 
-    scenario.pools[1].max_replicas: expected an integer in [0, inf], got -2
+    scenario.pools[1].max_replicas: expected an integer in [0, 10000], got -2
 
 Sections other components own (``control``, ``reward``, ``episode``, ``faults``, ``splits``) are
 kept as raw mappings in :attr:`Scenario.sections` and validated by those components.
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from rlscale.configschema import ConfigError, Section
+from rlscale.configschema import MAX_REPLICAS, ConfigError, Section
 from rlscale.sim.profile import ColdStart, ProfileError, load_profile
 from rlscale.sim.spec import SLO, ClusterSpec, PoolSpec
 from rlscale.sim.workload import Workload, workload_from_config
@@ -121,7 +121,8 @@ def scenario_from_dict(raw: Any, origin: str = "<dict>",
               itl_s=slo_section.number("itl_s", 0.1, min_value=0, strict_min=True))
     slo_section.finish()
     gpus = top.section("gpus")
-    inventory = {gpu: gpus.integer(gpu, min_value=0) for gpu in list(gpus.data)}
+    inventory = {gpu: gpus.integer(gpu, min_value=0, max_value=MAX_REPLICAS * 8)
+                 for gpu in list(gpus.data)}
     gpus.finish()
     gateway = top.section("gateway")
     pools = tuple(_pool(section) for section in top.sections("pools"))
@@ -186,7 +187,7 @@ def _pool(section: Section) -> PoolSpec:
         cold.finish()
     price = (section.number("price_per_gpu_hour", min_value=0)
              if section.has("price_per_gpu_hour") else None)
-    max_replicas = section.integer("max_replicas", min_value=0)
+    max_replicas = section.integer("max_replicas", min_value=0, max_value=MAX_REPLICAS)
     min_replicas = section.integer("min_replicas", 0, min_value=0, max_value=max_replicas)
     pool = PoolSpec(
         name=name,

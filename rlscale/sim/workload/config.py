@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from rlscale.configschema import MAX_RATE_PER_S, MAX_SPAN_S
 from rlscale.sim.workload.generators import (
     ArrivalProcess,
     Diurnal,
@@ -114,7 +115,22 @@ def _number(
         raise _err(f"{path}.{key}", expected, value)
     if not check(float(value)):
         raise _err(f"{path}.{key}", expected, value)
+    high = _upper_bound(key)
+    if value > high:
+        raise _err(f"{path}.{key}", f"{expected} and <= {high:g}", value)
     return float(value)
+
+
+def _upper_bound(key: str) -> float:
+    """The largest sane value of a field, by its name: durations (``*_s``) at most
+    :data:`MAX_SPAN_S`, request rates at most :data:`MAX_RATE_PER_S`, scales at most 1000."""
+    if key.endswith("_s"):
+        return MAX_SPAN_S
+    if "rate_per_s" in key:
+        return MAX_RATE_PER_S
+    if key.endswith("scale"):
+        return 1000.0
+    return math.inf
 
 
 def _positive(cfg: dict[str, Any], key: str, path: str, default: float | None = None) -> float:

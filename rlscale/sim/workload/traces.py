@@ -42,6 +42,7 @@ from typing import Protocol
 
 import numpy as np
 
+from rlscale.configschema import MAX_SPAN_S
 from rlscale.sim.workload.workload import Workload
 
 __all__ = ["KNOWN_FORMATS", "TraceFormatError", "read_trace"]
@@ -191,6 +192,10 @@ def _to_workload(path: Path, fmt: _Format, result: _Result) -> Workload:
     if reordered:
         order = np.argsort(arrival, kind="stable")
         arrival, prompt, output = arrival[order], prompt[order], output[order]
+    span = float(arrival[-1] - arrival[0])
+    if not span <= MAX_SPAN_S:
+        raise TraceFormatError(path, f"arrival times span {span:g} s, more than {MAX_SPAN_S:g} s "
+                               f"(a year): a corrupt timestamp?", field="timestamp")
     metadata: dict[str, object] = {
         "format": fmt.name,
         "path": str(path),
