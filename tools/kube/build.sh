@@ -19,7 +19,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 kubernetes_version=v1.37.2
-gateway_api_version=v1.7.0
+gateway_api_version=v1.6.3
 go_bin="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
 cache_root="${RLSCALE_KUBE_CACHE:-$HOME/.cache/rlscale/kube}"
 jobs="${RLSCALE_KUBE_BUILD_JOBS:-2}"
