@@ -79,7 +79,7 @@ def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlane]:
     binary_dir = built_dir()
     if binary_dir is None:
         _not_built("the local Kubernetes control plane is not built: run "
-                   "`bash tools/kube/build.sh` (once, then cached; over an hour on a busy 2-core machine)")
+                   "`bash tools/kube/build.sh` (once, then cached; ~1.5 h on a busy 2-core machine)")
         raise AssertionError("unreachable")
     started = time.monotonic()
     with LocalPlane(binary_dir, tmp_path_factory.mktemp("kube")) as running:
