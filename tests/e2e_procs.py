@@ -25,6 +25,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from rlscale.twin.localplane import LocalPlane
+
 T = TypeVar("T")
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -132,28 +134,43 @@ class Proc:
 
 # ---------------------------------------------------------------------------------- twin
 class TwinProc(Proc):
-    """``python -m rlscale.twin`` on the test scenario, with its files in ``folder``."""
+    """``python -m rlscale.twin`` on the test scenario, with its files in ``folder``: serving
+    its own Kubernetes API, or attached to ``plane``'s (``--kubeconfig``; the pools in
+    ``namespace``, the HTTPRoute ``route``, the Lease in ``lease_namespace``)."""
 
     def __init__(self, folder: Path, *, speed: float = 60.0, duration_s: float = 36_000.0,
-                 scenario: Path = STEP_SCENARIO, extra: Sequence[str] = ()) -> None:
+                 scenario: Path = STEP_SCENARIO, extra: Sequence[str] = (),
+                 plane: LocalPlane | None = None, namespace: str = "llm",
+                 route: str = "vllm", lease_namespace: str | None = None) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
-        self.kubeconfig = folder / "twin.kubeconfig"
+        self.plane = plane
+        self.namespace = namespace
+        self.lease_namespace = lease_namespace or namespace
+        self.kubeconfig = plane.admin_kubeconfig if plane else folder / "twin.kubeconfig"
         self.config_path = folder / "twin-controller.yaml"
         self.sd_path = folder / "targets.json"
         self.speed = speed
+        port = free_port() if plane else 0
+        attach = ["--kubeconfig", str(plane.admin_kubeconfig)] if plane else [
+            "--kubeconfig-out", str(self.kubeconfig)]
         super().__init__("twin", [
             sys.executable, "-m", "rlscale.twin", "--scenario", str(scenario),
-            "--speed", str(speed), "--duration", str(duration_s), "--port", "0",
-            "--kubeconfig-out", str(self.kubeconfig),
+            "--speed", str(speed), "--duration", str(duration_s), "--port", str(port),
+            "--namespace", namespace, "--route", route, *attach,
             "--controller-config-out", str(self.config_path),
             "--prometheus-sd", str(self.sd_path), "--status-every", "2", "--tick", "0.1",
             *extra], folder / "twin.log")
-        wait_until(lambda: self.kubeconfig.exists() or not self.alive, 60, "the twin to start",
-                   report=self.report)
+        wait_until(lambda: self.config_path.exists() or not self.alive, 60,
+                   "the twin to start", report=self.report)
         assert self.alive, self.report()
         server = yaml.safe_load(self.kubeconfig.read_text())["clusters"][0]["cluster"]["server"]
-        self.url: str = server
+        self.url: str = f"http://127.0.0.1:{port}" if plane else server
+        config = yaml.safe_load(self.config_path.read_text())
+        self.deployments: dict[str, str] = {p["name"]: p["deployment"] for p in config["pools"]}
+        self.route_name: str = config["httproute"]["name"]
+        self.backends: dict[str, str] = config["httproute"]["backends"]
+        """Service (backendRef) -> pool."""
         wait_until(lambda: self.status(), 30, "the twin's status endpoint", report=self.report)
 
     # ---- the twin's own endpoints
@@ -170,13 +187,25 @@ class TwinProc(Proc):
     # ---- the Kubernetes API
     def api(self, path: str, method: str = "GET", body: Any = None,
             content_type: str = "application/merge-patch+json") -> Any:
-        """A request to the twin's Kubernetes API."""
+        """A request to the Kubernetes API (the twin's, or the plane's as admin)."""
+        if self.plane is not None:
+            return self.plane.request(path, method, body, content_type=content_type)
         return http_json(f"{self.url}{path}", method, body,
                          headers={"Content-Type": content_type})
 
+    def deployment_path(self, pool: str) -> str:
+        """The API path of the pool's Deployment."""
+        return (f"/apis/apps/v1/namespaces/{self.namespace}/deployments/"
+                f"{self.deployments[pool]}")
+
+    def route_path(self) -> str:
+        """The API path of the HTTPRoute."""
+        return (f"/apis/gateway.networking.k8s.io/v1/namespaces/{self.namespace}/httproutes/"
+                f"{self.route_name}")
+
     def deployment(self, pool: str) -> dict[str, Any]:
         """The pool's Deployment."""
-        result: dict[str, Any] = self.api(f"/apis/apps/v1/namespaces/llm/deployments/{pool}")
+        result: dict[str, Any] = self.api(self.deployment_path(pool))
         return result
 
     def replicas(self) -> dict[str, int]:
@@ -185,40 +214,40 @@ class TwinProc(Proc):
 
     def route(self) -> dict[str, Any]:
         """The HTTPRoute."""
-        result: dict[str, Any] = self.api(
-            "/apis/gateway.networking.k8s.io/v1/namespaces/llm/httproutes/vllm")
+        result: dict[str, Any] = self.api(self.route_path())
         return result
 
     def weights(self) -> dict[str, int]:
-        """The HTTPRoute's backendRef weights (Service = pool name)."""
+        """The HTTPRoute's backendRef weights, by pool."""
         refs = self.route()["spec"]["rules"][0]["backendRefs"]
-        return {ref["name"]: int(ref.get("weight", 1)) for ref in refs}
+        return {self.backends[ref["name"]]: int(ref.get("weight", 1)) for ref in refs}
 
     def scale(self, pool: str, replicas: int) -> None:
         """Scale a pool as someone other than the controller would (``kubectl patch
         deploy``: the Deployment itself, so faults injected on ``deployments/scale`` only hit
         the controller)."""
-        self.api(f"/apis/apps/v1/namespaces/llm/deployments/{pool}?fieldManager="
-                 f"{TEST_MANAGER}", "PATCH", {"spec": {"replicas": replicas}})
+        self.api(f"{self.deployment_path(pool)}?fieldManager={TEST_MANAGER}", "PATCH",
+                 {"spec": {"replicas": replicas}})
 
     def set_weights(self, weights: dict[str, int]) -> None:
-        """Set the HTTPRoute's weights."""
+        """Set the HTTPRoute's weights (by pool)."""
         route = self.route()
         for ref in route["spec"]["rules"][0]["backendRefs"]:
-            ref["weight"] = weights[ref["name"]]
-        self.api("/apis/gateway.networking.k8s.io/v1/namespaces/llm/httproutes/vllm"
-                 f"?fieldManager={TEST_MANAGER}", "PUT", route, "application/json")
+            ref["weight"] = weights[self.backends[ref["name"]]]
+        self.api(f"{self.route_path()}?fieldManager={TEST_MANAGER}", "PUT", route,
+                 "application/json")
 
     def events(self) -> list[dict[str, Any]]:
         """The Events in the pools' namespace."""
-        items: list[dict[str, Any]] = self.api("/api/v1/namespaces/llm/events")["items"]
+        items: list[dict[str, Any]] = self.api(
+            f"/api/v1/namespaces/{self.namespace}/events")["items"]
         return items
 
     def lease(self, name: str) -> dict[str, Any] | None:
-        """A Lease, or None if absent."""
+        """A Lease (in the Lease namespace), or None if absent."""
         try:
             result: dict[str, Any] = self.api(
-                f"/apis/coordination.k8s.io/v1/namespaces/llm/leases/{name}")
+                f"/apis/coordination.k8s.io/v1/namespaces/{self.lease_namespace}/leases/{name}")
         except urllib.error.HTTPError as err:
             if err.code == 404:
                 return None
@@ -301,6 +330,17 @@ class ControllerProc(Proc):
             return http_text(f"http://127.0.0.1:{self.port}/healthz", 1.0).strip() == "ok"
         except (OSError, urllib.error.URLError):
             return False
+
+
+def alive_without_traceback(proc: ControllerProc) -> None:
+    """The controller still runs and never logged a traceback."""
+    assert proc.alive, proc.report()
+    assert "Traceback" not in proc.text(), proc.report(200)
+
+
+def event_time(event: dict[str, Any]) -> float:
+    """An Event's creation time (its name ends in hex nanoseconds, as client-go names it)."""
+    return int(event["metadata"]["name"].rsplit(".", 1)[1], 16) / 1e9
 
 
 def controller_writes(twin: TwinProc, since_s: float) -> list[dict[str, Any]]:

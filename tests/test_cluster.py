@@ -60,6 +60,31 @@ def test_pending_pods_wait_for_gpus_and_start_when_freed() -> None:
     assert cluster.pods_in(0, PodPhase.PENDING) == 0
 
 
+def test_a_replicaset_outside_adds_and_removes_the_pods_it_chooses() -> None:
+    """add_pod / remove_pod: the pod named goes (not the one set_replicas would pick), and
+    the desired count follows."""
+    workload = poisson_workload(20.0, 2000, seed=4, output=(300, 600))
+    cluster = Cluster(one_pool(make_profile(), 2, gpus=3), workload, np.random.default_rng(0))
+    cluster.run_until(30.0)
+    oldest, newest = cluster.pool_pods[0]
+    added = cluster.add_pod(0)
+    assert cluster.desired[0] == 3
+    assert added.phase == PodPhase.STARTING
+    cluster.remove_pod(oldest)  # set_replicas would have removed the starting pod first
+    assert cluster.desired[0] == 2
+    assert oldest.phase == PodPhase.DRAINING
+    assert added.phase == PodPhase.STARTING
+    assert newest.phase == PodPhase.READY
+    cluster.remove_pod(oldest)  # already draining: nothing changes
+    assert cluster.desired[0] == 2
+    cluster.remove_pod(added)
+    assert added.phase == PodPhase.GONE
+    assert cluster.desired[0] == 1
+    cluster.run_to_completion()
+    assert oldest.phase == PodPhase.GONE
+    assert summarize_requests(cluster.log, SLO())["failed"] == 0
+
+
 def test_a_drained_replica_finishes_its_requests() -> None:
     workload = poisson_workload(20.0, 2000, seed=4, output=(300, 600))
     cluster = Cluster(one_pool(make_profile(), 2), workload, np.random.default_rng(0))

@@ -32,9 +32,11 @@ from e2e_procs import (  # noqa: E402 (after the skips)
     ControllerProc,
     PrometheusProc,
     TwinProc,
+    alive_without_traceback,
     assert_within_limits,
     controller_config,
     controller_writes,
+    event_time,
     prometheus_binary,
     wait_until,
 )
@@ -119,11 +121,6 @@ def first_blind(ctl: ControllerProc, since_s: float) -> dict[str, Any]:
     return decision
 
 
-def alive_without_traceback(proc: ControllerProc) -> None:
-    """The controller still runs and never logged a traceback."""
-    assert proc.alive, proc.report()
-    assert "Traceback" not in proc.text(), proc.report(200)
-
 
 # ---------------------------------------------------------------------------------- 1: load step
 def test_a_load_step_scales_the_cheapest_pool_up_then_down_and_routes_to_it(
@@ -173,10 +170,6 @@ def test_shadow_mode_decides_but_writes_nothing(twin: TwinProc, start: Start) ->
 
 
 # ---------------------------------------------------------------------------------- 3: leader
-def _event_time(event: dict[str, Any]) -> float:
-    """An Event's creation time (its name ends in hex nanoseconds, as client-go names it)."""
-    return int(event["metadata"]["name"].rsplit(".", 1)[1], 16) / 1e9
-
 
 def test_two_controllers_one_acts_and_the_other_takes_over_after_sigkill(
         twin: TwinProc, start: Start) -> None:
@@ -200,7 +193,7 @@ def test_two_controllers_one_acts_and_the_other_takes_over_after_sigkill(
     assert follower.total("rlscale_is_leader") == 0
     assert all(not a or a.endswith("(not the leader)") for d in follower.decisions()
                for a in d["actions"])
-    events = [e for e in twin.events() if _event_time(e) >= since]
+    events = [e for e in twin.events() if event_time(e) >= since]
     assert events
     assert {e["reportingInstance"] for e in events} == {holder}
 
@@ -226,7 +219,7 @@ def test_two_controllers_one_acts_and_the_other_takes_over_after_sigkill(
     assert lease["spec"]["leaseTransitions"] >= 1
     wait_until(lambda: twin.replicas()[H100] == 2, 20, "the new leader to restore H100",
                report=follower.report)
-    wait_until(lambda: any(e["reportingInstance"] == follower.name and _event_time(e) >= since
+    wait_until(lambda: any(e["reportingInstance"] == follower.name and event_time(e) >= since
                            for e in twin.events()), 10, "an Event by the new leader")
     assert follower.total("rlscale_is_leader") == 1
     assert_within_limits(twin, since)

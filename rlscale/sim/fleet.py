@@ -85,6 +85,21 @@ class PodFleet(ABC):
             for pod in sorted(active, key=lambda p: (p.phase, -p.id))[:surplus]:
                 self._remove_pod(pod)
 
+    def add_pod(self, pool: int) -> Pod:
+        """One more pod in ``pool`` now (desired replicas + 1), as when a ReplicaSet outside the
+        simulator creates one; it waits for GPUs, then cold-starts."""
+        self.desired[pool] += 1
+        return self._create_pod(pool)
+
+    def remove_pod(self, pod: Pod) -> None:
+        """Remove this pod now (desired replicas - 1), as when a ReplicaSet outside the
+        simulator deletes it: a pending or starting pod goes, a ready one drains. A pod already
+        draining or gone is left as it is."""
+        if pod.phase > PodPhase.READY:
+            return
+        self.desired[pod.pool] = max(0, self.desired[pod.pool] - 1)
+        self._remove_pod(pod)
+
     def gpu_hours(self, pool: int) -> float:
         """GPU-hours the pool has held so far (starting, ready and draining pods)."""
         live = sum((self.now_s - p.gpu_since_s) * p.gpus

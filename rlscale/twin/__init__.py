@@ -15,10 +15,15 @@ each:
 ``kubeapi``       the Kubernetes API: kmock's emulator plus versions, conflicts, PUT,
                   Scale, selectors, watch, tables and injected failures
 ``objects``       the Kubernetes objects of a simulated cluster, as dicts
-``mirror``        simulator <-> API, both ways, every tick
+``mirror``        simulator <-> API, both ways, every tick (``PoolMirror``: what both
+                  mirrors share)
 ``pod_metrics``   the pods' ``/metrics`` servers on their own addresses
 ``files``         kubeconfig, controller config (and how time is scaled), Prometheus file_sd
 ``status``        SLO attainment so far and the status line
+``attach``        ``--kubeconfig``: the twin as virtual GPU nodes and kubelets of a real
+                  API server (KWOK-style), instead of ``kubeapi`` and ``mirror``
+``localplane``    a local etcd + kube-apiserver + kube-controller-manager from
+                  ``tools/kube/build.sh``'s binary, to attach to
 ``runner``        the loop, the ``/twin/status`` and ``/twin/faults`` endpoints
 ``cli``           the command line
 ================  ================================================================

@@ -5,6 +5,7 @@ Examples::
     rlscale twin                                   # the default scenario in real time
     rlscale twin --scenario single-pool --speed 30 --port 8001
     rlscale twin --scenario my.yaml --speed 60 --prometheus-sd /tmp/twin-targets.json
+    rlscale twin --kubeconfig admin.kubeconfig     # virtual GPU nodes of a real API server
 
 It prints the API URL, the files written (kubeconfig, controller config) and the pods'
 ``/metrics`` endpoints, then a status line every few seconds; SIGINT or SIGTERM stop it.
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default 0: a free port)")
     parser.add_argument("--namespace", default="llm", help="namespace of the pools (llm)")
     parser.add_argument("--route", default="vllm", help="the HTTPRoute's name (vllm)")
+    parser.add_argument("--kubeconfig", default=None, metavar="FILE",
+                        help="attach to this kubeconfig's API server instead of serving one: "
+                             "register GPU nodes, bind and run the pools' Pods (labelled "
+                             "rlscale.io/pool) as the simulator says, follow the HTTPRoute")
     parser.add_argument("--kubeconfig-out", default="twin.kubeconfig",
                         help="kubeconfig to write (default twin.kubeconfig; '' for none)")
     parser.add_argument("--controller-config-out", default="twin-controller.yaml",
@@ -91,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging("WARNING", args.log_format)
     try:
+        from rlscale.twin.attach import AttachError
         from rlscale.twin.runner import Twin, TwinError, TwinOptions
     except ImportError as err:
         print(f"rlscale twin: needs the 'twin' extra (Python >= 3.11): pip install -e "
@@ -105,17 +111,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             controller_config_out=args.controller_config_out or None,
             prometheus_sd=args.prometheus_sd, seed=args.seed, duration_s=args.duration,
             tick_s=args.tick, status_every_s=args.status_every, spelling=args.metric_names,
-            log_format=args.log_format)
+            log_format=args.log_format, kubeconfig=args.kubeconfig)
         twin = Twin(options, scenario)
     except (ConfigError, WorkloadConfigError, TraceFormatError) as err:
         print(f"rlscale twin: {err}", file=sys.stderr)
         return 2
-    except TwinError as err:
+    except (TwinError, AttachError) as err:
         print(f"rlscale twin: {err}", file=sys.stderr)
         return 2
     try:
         asyncio.run(_serve(twin))
-    except TwinError as err:
+    except (TwinError, AttachError) as err:
         print(f"rlscale twin: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

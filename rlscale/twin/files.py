@@ -68,18 +68,22 @@ def _r(value: float) -> float:
 
 def controller_config(scenario: Scenario, *, speed: float, namespace: str, route: str,
                       metrics_port: int, pools: Sequence[PoolInfo],
-                      http_port: int = 8080) -> dict[str, Any]:
+                      http_port: int = 8080, deployments: Mapping[str, str] | None = None,
+                      backends: Mapping[str, str] | None = None) -> dict[str, Any]:
     """A controller config for the twin of ``scenario`` at ``speed`` (see the module
     docstring): the planner heuristic, pods scraped on ``metrics_port``, the HTTPRoute, leader
     election in ``namespace``; ``pools`` as the observation knows them
-    (:func:`rlscale.sim.pool_info.pool_infos`, capacities in simulated requests/s)."""
+    (:func:`rlscale.sim.pool_info.pool_infos`, capacities in simulated requests/s). A pool's
+    Deployment is ``deployments[pool]`` and the HTTPRoute's backendRefs are ``backends``
+    (Service -> pool); both default to the pool's own name."""
     control = control_config(scenario)
     interval_s = control.interval_s / speed
     lease_s = max(3.0, 15.0 / speed)
     knobs = {k: _r(v / speed) for k, v in PLANNER_DURATIONS_S.items()}
     cluster = scenario.cluster
     pool_entries = [{
-        "name": info.name, "namespace": namespace, "deployment": info.name,
+        "name": info.name, "namespace": namespace,
+        "deployment": (deployments or {}).get(info.name, info.name),
         "min_replicas": p.min_replicas, "max_replicas": info.max_replicas,
         "gpu_type": info.gpu_type, "gpus_per_replica": info.gpus_per_replica,
         "max_num_seqs": info.max_num_seqs,
@@ -96,7 +100,7 @@ def controller_config(scenario: Scenario, *, speed: float, namespace: str, route
                         "day_length_s": _r(control.day_length_s / speed)},
         "pools": pool_entries,
         "httproute": {"namespace": namespace, "name": route,
-                      "backends": {p.name: p.name for p in cluster.pools}},
+                      "backends": dict(backends or {p.name: p.name for p in cluster.pools})},
         "policy": {"heuristic": "planner", "knobs": dict(knobs)},
         "fallback": {"heuristic": "planner", "knobs": dict(knobs)},
         "metrics": {"source": "pods", "port": metrics_port,

@@ -75,20 +75,20 @@ class History:
                 "weights": [[s, w, d] for s, w, d in self.weights]}
 
 
-class Mirror:
-    """Syncs a :class:`~rlscale.sim.cluster.Cluster` with a :class:`~rlscale.twin.kubeapi.Kube`.
+class PoolMirror:
+    """What every mirror of a simulated cluster holds: the pools, their pods' addresses, the
+    routing weights in force and the history of what the API asked.
 
     Args:
-        kube: the API; cluster: the simulator.
+        cluster: the simulator.
         namespace: where the pools' objects live; route: the HTTPRoute's name.
         port: the vLLM port the Pods and Services name; model_names: per pool.
         ips: where pod addresses come from; clock: Unix seconds (object timestamps).
     """
 
-    def __init__(self, kube: Kube, cluster: Cluster, *, namespace: str, route: str,
-                 port: int, model_names: Mapping[str, str], ips: IpPool | None = None,
+    def __init__(self, cluster: Cluster, *, namespace: str, route: str, port: int,
+                 model_names: Mapping[str, str], ips: IpPool | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self.kube = kube
         self.cluster = cluster
         self.namespace = namespace
         self.route = route
@@ -99,13 +99,62 @@ class Mirror:
         self.pools = [p.name for p in cluster.pools]
         self.history = History()
         self.pod_ips: dict[str, str] = {}
-        """Address of every scheduled pod (by pod name)."""
+        """Address of every scheduled pod (by simulated pod name)."""
+        self._weights: dict[str, float] | None = None
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """The pool weights in force (from the HTTPRoute)."""
+        return dict(self._weights or {})
+
+    def _follow_weights(self, route: Mapping[str, Any] | None,
+                        backends: Mapping[str, str] | None = None) -> list[str]:
+        """Apply the HTTPRoute's weights (``backends``: Service -> pool) to the simulator if
+        they changed; returns the change for the log."""
+        weights = route_pool_weights(route, self.pools, backends) if route is not None else None
+        if weights is None or weights == self._weights:
+            return []
+        change = [f"weights {self._weights} -> {weights}"] if self._weights is not None else []
+        self._weights = weights
+        self.cluster.set_weights([weights[p] for p in self.pools])
+        self.history.weights.append((self.cluster.now_s, self.clock(), dict(weights)))
+        return change
+
+    def _ip(self, pod: Pod) -> str:
+        """The pod's address (given when it is first scheduled)."""
+        ip = self.pod_ips.get(pod.name)
+        if ip is None:
+            ip = self.pod_ips[pod.name] = self.ips.take()
+        return ip
+
+    def serving_pods(self) -> dict[str, tuple[str, str]]:
+        """``pod -> (pool, ip)`` of the pods whose vLLM engine runs (ready or draining)."""
+        out = {}
+        for index, pods in enumerate(self.cluster.pool_pods):
+            for pod in pods:
+                if pod.engine is not None:
+                    out[pod.name] = (self.pools[index], self._ip(pod))
+        return out
+
+
+class Mirror(PoolMirror):
+    """Syncs a :class:`~rlscale.sim.cluster.Cluster` with a :class:`~rlscale.twin.kubeapi.Kube`.
+
+    Args:
+        kube: the API; the others: see :class:`PoolMirror`.
+    """
+
+    def __init__(self, kube: Kube, cluster: Cluster, *, namespace: str, route: str,
+                 port: int, model_names: Mapping[str, str], ips: IpPool | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(cluster, namespace=namespace, route=route, port=port,
+                         model_names=model_names, ips=ips, clock=clock)
+        self.kube = kube
         self._views: dict[str, PodView] = {}
         self._created: dict[int, str] = {}
         self._deleted: dict[int, str] = {}
         self._statuses: dict[str, dict[str, Any]] = {}
         self._generations: dict[str, int] = {}
-        self._weights: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ setup
     async def seed(self) -> None:
@@ -156,28 +205,10 @@ class Mirror:
                 cluster.set_replicas(index, replicas)
                 self.history.replicas[pool].append((now_s, wall_s, replicas))
         route = self.kube.get_object(HTTPROUTES, self.namespace, self.route)
-        weights = route_pool_weights(route, self.pools) if route is not None else None
-        if weights is not None and weights != self._weights:
-            if self._weights is not None:
-                changes.append(f"weights {self._weights} -> {weights}")
-            self._weights = weights
-            cluster.set_weights([weights[p] for p in self.pools])
-            self.history.weights.append((now_s, wall_s, dict(weights)))
+        changes += self._follow_weights(route)
         return changes
 
-    @property
-    def weights(self) -> dict[str, float]:
-        """The pool weights in force (from the HTTPRoute)."""
-        return dict(self._weights or {})
-
     # ------------------------------------------------------------------ simulator -> API
-    def _ip(self, pod: Pod) -> str:
-        """The pod's address (given when it is first scheduled)."""
-        ip = self.pod_ips.get(pod.name)
-        if ip is None:
-            ip = self.pod_ips[pod.name] = self.ips.take()
-        return ip
-
     def _view(self, pod: Pod) -> PodView:
         state = _STATES[pod.phase]
         created = self._created.setdefault(pod.id, timestamp(self.clock()))
@@ -228,15 +259,6 @@ class Mirror:
             await self.kube.put_object(DEPLOYMENTS, self.namespace, pool,
                                        {**deployment, "status": status})
         self._statuses[pool] = status
-
-    def serving_pods(self) -> dict[str, tuple[str, str]]:
-        """``pod -> (pool, ip)`` of the pods whose vLLM engine runs (ready or draining)."""
-        out = {}
-        for index, pods in enumerate(self.cluster.pool_pods):
-            for pod in pods:
-                if pod.engine is not None:
-                    out[pod.name] = (self.pools[index], self._ip(pod))
-        return out
 
     def pod_views(self) -> list[PodView]:
         """The pods as last published."""

@@ -148,17 +148,20 @@ def http_route_object(name: str, namespace: str, weights: Mapping[str, int],
                                                 for service, weight in weights.items()]}]}}
 
 
-def route_pool_weights(route: Mapping[str, Any], pools: list[str]) -> dict[str, float] | None:
+def route_pool_weights(route: Mapping[str, Any], pools: list[str],
+                       backends: Mapping[str, str] | None = None) -> dict[str, float] | None:
     """Each pool's weight in the first rule naming one of the pools' Services (a pool's
     weight sums its backendRefs'; an absent ``weight`` is 1, as in the Gateway API), or None
-    when no rule names any."""
+    when no rule names any. ``backends`` maps a Service to its pool (default: the Service
+    is named after the pool)."""
+    services = dict(backends) if backends is not None else {p: p for p in pools}
     for rule in (route.get("spec") or {}).get("rules") or []:
-        refs = [r for r in rule.get("backendRefs") or [] if r.get("name") in pools]
+        refs = [r for r in rule.get("backendRefs") or [] if r.get("name") in services]
         if refs:
             weights = dict.fromkeys(pools, 0.0)
             for ref in refs:
                 weight = ref.get("weight", 1)
-                weights[ref["name"]] += float(1 if weight is None else weight)
+                weights[services[ref["name"]]] += float(1 if weight is None else weight)
             return weights
     return None
 

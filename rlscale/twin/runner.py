@@ -38,6 +38,7 @@ from rlscale.sim.cluster import Cluster
 from rlscale.sim.export import cluster_snapshot
 from rlscale.sim.pool_info import pool_infos
 from rlscale.sim.scenario import DEFAULT_SCENARIO, Scenario
+from rlscale.twin.attach import AttachedMirror, AttachError, KubeCalls, load_api
 from rlscale.twin.files import (
     controller_config,
     render_controller_config,
@@ -76,6 +77,8 @@ class TwinOptions:
         spelling: metric names the pods serve.
         log_format: the printed lines as they are (``text``), as JSON objects (``json``), or
             ``auto``: text when the output is a terminal, else JSON.
+        kubeconfig: attach to this kubeconfig's API server as a virtual GPU node pool
+            (:mod:`rlscale.twin.attach`) instead of serving an API of its own (None).
     """
 
     scenario: str = DEFAULT_SCENARIO
@@ -94,6 +97,7 @@ class TwinOptions:
     status_every_s: float = 5.0
     spelling: Spelling = "new"
     log_format: LogFormat = "auto"
+    kubeconfig: str | None = None
 
     def __post_init__(self) -> None:
         if not self.speed > 0:
@@ -139,9 +143,16 @@ class Twin:
         self.metrics_port = options.metrics_port or free_port()
         self.pod_metrics = PodMetricsServer(self.metrics_port, self.model_names,
                                             spelling=options.spelling)
-        self.mirror = Mirror(self.kube, self.cluster, namespace=options.namespace,
-                             route=options.route, port=self.metrics_port,
-                             model_names=self.model_names, ips=IpPool())
+        self.mirror: Mirror | AttachedMirror
+        if options.kubeconfig:
+            self.mirror = AttachedMirror(
+                KubeCalls(load_api(options.kubeconfig)), self.cluster,
+                namespace=options.namespace, route=options.route, port=self.metrics_port,
+                model_names=self.model_names, ips=IpPool())
+        else:
+            self.mirror = Mirror(self.kube, self.cluster, namespace=options.namespace,
+                                 route=options.route, port=self.metrics_port,
+                                 model_names=self.model_names, ips=IpPool())
         self.tally = SloTally(scenario.slo)
         self.url = ""
         self.lag_s = 0.0
@@ -211,7 +222,14 @@ class Twin:
         return self.status()
 
     async def tick(self) -> None:
-        """One step: API -> simulator, advance, simulator -> API and pods."""
+        """One step: API -> simulator, advance, simulator -> API and pods. An attached twin
+        whose API server fails a call says so and tries again at the next tick."""
+        try:
+            await self._tick()
+        except AttachError as err:
+            self._print(f"[{clock(self.cluster.now_s)}] API error (retrying): {err}")
+
+    async def _tick(self) -> None:
         options = self.options
         for change in self.mirror.apply_api():
             self._print(f"[{clock(self.cluster.now_s)}] {change}")
@@ -259,15 +277,23 @@ class Twin:
                  "msg": line}))
         print(line, file=self.out, flush=True)
 
+    @property
+    def kubeconfig(self) -> str | None:
+        """The kubeconfig a controller uses: the one attached to, else the one written."""
+        return self.options.kubeconfig or self.options.kubeconfig_out
+
     def _write_files(self) -> None:
         options = self.options
-        if options.kubeconfig_out:
+        mirror = self.mirror
+        if options.kubeconfig_out and not options.kubeconfig:
             write_kubeconfig(options.kubeconfig_out, self.url, options.namespace)
         if options.controller_config_out:
-            config = controller_config(self.scenario, speed=options.speed,
-                                       namespace=options.namespace, route=options.route,
-                                       metrics_port=self.metrics_port,
-                                       pools=self.pool_infos)
+            attached = mirror if isinstance(mirror, AttachedMirror) else None
+            config = controller_config(
+                self.scenario, speed=options.speed, namespace=options.namespace,
+                route=options.route, metrics_port=self.metrics_port, pools=self.pool_infos,
+                deployments=attached.deployments if attached else None,
+                backends=attached.backends if attached else None)
             write_text(options.controller_config_out, render_controller_config(
                 config, scenario=self.scenario.name, speed=options.speed))
 
@@ -279,16 +305,17 @@ class Twin:
             f"rlscale twin: scenario {self.scenario.name}, speed x{o.speed:g}, seed {self.seed}, "
             f"{self.duration_s:g} simulated s ({self.duration_s / o.speed:.0f} wall s)",
             f"  pools              {pools}",
-            f"  Kubernetes API     {self.url}  (namespace {o.namespace}, HTTPRoute {o.route})",
+            f"  Kubernetes API     {self._api_url()}  (namespace {o.namespace}, HTTPRoute "
+            f"{o.route})",
             f"  twin status        {self.url}/twin/status",
         ]
-        if o.kubeconfig_out:
-            lines.append(f"  kubeconfig         {o.kubeconfig_out}  (kubectl --kubeconfig "
-                         f"{o.kubeconfig_out} get deploy,pods -n {o.namespace})")
+        if self.kubeconfig:
+            lines.append(f"  kubeconfig         {self.kubeconfig}  (kubectl --kubeconfig "
+                         f"{self.kubeconfig} get deploy,pods -n {o.namespace})")
         if o.controller_config_out:
             lines.append(f"  controller config  {o.controller_config_out}  (rlscale controller "
                          f"--config {o.controller_config_out}"
-                         f"{' --kubeconfig ' + o.kubeconfig_out if o.kubeconfig_out else ''})")
+                         f"{' --kubeconfig ' + self.kubeconfig if self.kubeconfig else ''})")
         if o.prometheus_sd:
             lines.append(f"  Prometheus file_sd {o.prometheus_sd}")
         lines.append(f"  pod /metrics       port {self.metrics_port} on each pod's address:")
@@ -296,6 +323,11 @@ class Twin:
             self.pod_metrics.endpoints.items())]
         for line in lines:
             self._print(line)
+
+    def _api_url(self) -> str:
+        if isinstance(self.mirror, AttachedMirror):
+            return f"{self.mirror.server} (attached: virtual GPU nodes and kubelets)"
+        return self.url
 
     def _status_line(self) -> str:
         sim0, arrived0 = self._last_status
@@ -337,6 +369,10 @@ class Twin:
     async def _handle(self, request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         if request.path.startswith("/twin/"):
             return await self._control(request)
+        if isinstance(self.mirror, AttachedMirror):
+            return aiohttp.web.json_response(
+                {"error": f"attached to {self.mirror.server}: ask that API server"},
+                status=404)
         response: aiohttp.web.StreamResponse = await self.kube(request)
         return response
 
@@ -374,6 +410,8 @@ class Twin:
             self.kube.faults.clear()
             self.pod_metrics.hangs_s.clear()
         if "api" in body:
+            if isinstance(self.mirror, AttachedMirror):
+                raise ValueError("API faults need the twin's own API (not --kubeconfig)")
             api = body["api"]
             self.kube.faults.add(str(api["target"]), int(api["status"]),
                                  int(api.get("count", 1)), reads=bool(api.get("reads", False)))
