@@ -68,7 +68,8 @@ def config_data(names: list[str], policy: dict[str, Any]) -> dict[str, Any]:
 
 def random_bundle(path: Path, data: dict[str, Any]) -> Path:
     """A bundle for the config's pools with the shipped network's shape, random weights."""
-    from rlscale.agents.bundle import ActionSpec, save_bundle
+    from rlscale.agents.action_space import ActionSpec
+    from rlscale.agents.bundle import save_bundle
     from rlscale.controller.config import parse_config
     from rlscale.metrics.observation import ObservationBuilder
 

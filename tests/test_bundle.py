@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from rlscale.agents.action_space import ActionSpec
 from rlscale.agents.bundle import (
     FORMAT_VERSION,
-    ActionSpec,
     BundleError,
     Normalization,
     bundle_checksum,
@@ -22,7 +22,7 @@ from rlscale.agents.bundle import (
     save_bundle,
     weight_names,
 )
-from rlscale.agents.numpy_policy import BundlePolicy, replica_masks
+from rlscale.agents.numpy_policy import BundlePolicy
 from rlscale.agents.policy import PolicyInput
 from rlscale.agents.shield import Shield
 from rlscale.metrics.observation import ObservationBuilder, ObservationConfig, PoolInfo
@@ -32,6 +32,7 @@ POOLS = ("h100", "a100")
 CONFIG = ObservationConfig((PoolInfo("h100", "H100", 1, 4, 256, 6.88, 12.0, 4),
                             PoolInfo("a100", "A100", 1, 8, 256, 3.43, 5.0, 8)), 2.0, 0.15)
 SPEC = ActionSpec(POOLS, 2, 5)
+SINGLE = ActionSpec.unnamed(1, 2, 5)
 OBS = ObservationBuilder(CONFIG).size
 
 
@@ -121,7 +122,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         desired.append(tuple(env.cluster.desired))
         mask = env.action_masks()[:5]
         # one pool owning every GPU of its type: the inventory never binds before max
-        np.testing.assert_array_equal(replica_masks(env.cluster.desired, [1], [16], 2)[0], mask)
+        np.testing.assert_array_equal(
+            SINGLE.replica_mask(env.cluster.desired[0], 1, 16), mask)
         action = np.array([rng.choice(np.flatnonzero(mask)), rng.integers(5)])
         obs, *_ = env.step(action)
     space = env.observation_space

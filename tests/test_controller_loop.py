@@ -31,7 +31,8 @@ from controller_fakes import (
     sample,
 )
 
-from rlscale.agents.bundle import ActionSpec, save_bundle
+from rlscale.agents.action_space import ActionSpec
+from rlscale.agents.bundle import save_bundle
 from rlscale.agents.policy import Decision, PolicyInput
 from rlscale.controller.cluster_state import PodInfo, PoolState, Problem
 from rlscale.controller.config import ControllerConfig, RouteConfig, parse_config

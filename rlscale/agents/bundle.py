@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from rlscale.agents.action_space import ActionSpec
 from rlscale.agents.policy import PolicyContext
 from rlscale.metrics.observation import ObservationBuilder, ObservationConfig, PoolInfo
 
@@ -67,35 +68,6 @@ class BundleError(ValueError):
 
 
 # ---------------------------------------------------------------------------------- types
-@dataclass(frozen=True)
-class ActionSpec:
-    """The ``MultiDiscrete`` action layout (:mod:`rlscale.envs.actions`).
-
-    Attributes:
-        pools: pool names in action (and observation) order.
-        replica_step: ``k``: entry ``i < P`` changes pool ``i``'s replicas by ``index - k``.
-        weight_levels: ``L``: entry ``P + i`` sets pool ``i``'s weight to ``level / (L-1)``.
-    """
-
-    pools: tuple[str, ...]
-    replica_step: int
-    weight_levels: int
-
-    def __post_init__(self) -> None:
-        if not self.pools or len(set(self.pools)) != len(self.pools):
-            raise BundleError(f"action: pools must be unique names, at least one, got "
-                              f"{list(self.pools)}")
-        if self.replica_step < 0 or self.weight_levels < 2:
-            raise BundleError(f"action: need replica_step >= 0 and weight_levels >= 2, got "
-                              f"{self.replica_step} and {self.weight_levels}")
-
-    @property
-    def nvec(self) -> tuple[int, ...]:
-        """Choices per sub-action: ``[2k+1] * P + [L] * P``."""
-        count = len(self.pools)
-        return (2 * self.replica_step + 1,) * count + (self.weight_levels,) * count
-
-
 @dataclass(frozen=True, eq=False)
 class Normalization:
     """SB3 ``VecNormalize`` observation statistics (``obs_rms``), in observation units.
@@ -614,8 +586,11 @@ def _normalization(meta: Mapping[str, Any], size: int) -> Normalization | None:
 def _action(meta: Mapping[str, Any]) -> ActionSpec:
     section = _section(meta, "action")
     pools = _strings(section, "pools", "action", None)
-    spec = ActionSpec(pools, _int(section, "replica_step", "action", low=0),
-                      _int(section, "weight_levels", "action", low=2))
+    try:
+        spec = ActionSpec(pools, _int(section, "replica_step", "action", low=0),
+                          _int(section, "weight_levels", "action", low=2))
+    except ValueError as err:
+        raise BundleError(str(err)) from err
     nvec = _ints(section, "nvec", "action", None)
     if tuple(nvec) != spec.nvec:
         raise BundleError(f"action.nvec {nvec} does not fit {len(pools)} pools with "

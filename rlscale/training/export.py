@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from rlscale.agents.bundle import ActionSpec, export_sb3
+from rlscale.agents.action_space import ActionSpec
+from rlscale.agents.bundle import export_sb3
 from rlscale.envs.cluster_env import LLMClusterEnv
 from rlscale.sim.scenario import Scenario
 from rlscale.training.config import TrainConfig
