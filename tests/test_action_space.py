@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from rlscale.agents.action_space import ActionSpec, gpu_limit, level_weights
-from rlscale.agents.imitation import expert_action
 from rlscale.agents.policy import Decision
 from rlscale.envs.cluster_env import LLMClusterEnv
+from rlscale.training.imitation import expert_action
 
 SPEC = ActionSpec(("h100", "a100", "l4"), 2, 5)
 

@@ -28,7 +28,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from rlscale.agents import reasons
-from rlscale.agents.bundle import Bundle, load_bundle
+from rlscale.agents.bundle.format import Bundle
+from rlscale.agents.bundle.io import load_bundle
 from rlscale.agents.policy import Decision, PolicyContext, PolicyInput
 
 FloatArray = NDArray[np.float64]
@@ -47,7 +48,7 @@ class BundlePolicy:
 
     Attributes:
         name: the policy name (the bundle's, ``ppo`` by default).
-        bundle: the verified :class:`~rlscale.agents.bundle.Bundle`.
+        bundle: the verified :class:`~rlscale.agents.bundle.format.Bundle`.
         context: pools, SLO, replica limits and interval the policy was trained for.
     """
 
@@ -67,7 +68,7 @@ class BundlePolicy:
     def load(cls, path: str | os.PathLike[str], *, expect_pools: Sequence[str] | None = None,
              expect_observation_size: int | None = None,
              name: str | None = None) -> BundlePolicy:
-        """Load and verify the bundle at ``path`` (see :func:`~rlscale.agents.bundle.
+        """Load and verify the bundle at ``path`` (see :func:`~rlscale.agents.bundle.io.
         load_bundle`; raises its ``BundleError``)."""
         return cls(load_bundle(path, expect_pools=expect_pools,
                                expect_observation_size=expect_observation_size), name=name)

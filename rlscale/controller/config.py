@@ -70,7 +70,7 @@ import yaml
 
 from rlscale.agents.shield import ShieldConfig
 from rlscale.controller.validation import ConfigError, Section
-from rlscale.metrics.observation import ObservationConfig, PoolInfo
+from rlscale.metrics.observation_config import ObservationConfig, PoolInfo
 
 Mode = Literal["act", "shadow"]
 MODES: tuple[Mode, ...] = ("act", "shadow")
@@ -83,7 +83,7 @@ PROFILE_FIELDS = ("gpu_type", "gpus_per_replica", "max_num_seqs", "price_per_rep
 
 @dataclass(frozen=True)
 class PoolProfile:
-    """A pool's profile facts (units as :class:`~rlscale.metrics.observation.PoolInfo`)."""
+    """A pool's profile facts (units as :class:`~rlscale.metrics.observation_config.PoolInfo`)."""
 
     gpu_type: str
     gpus_per_replica: int
