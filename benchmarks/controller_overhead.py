@@ -68,7 +68,10 @@ def config_data(names: list[str], policy: dict[str, Any]) -> dict[str, Any]:
 
 def random_bundle(path: Path, data: dict[str, Any]) -> Path:
     """A bundle for the config's pools with the shipped network's shape, random weights."""
-    from rlscale.agents.bundle import ActionSpec, save_bundle
+    from rlscale.agents.action_space import ActionSpec
+    from rlscale.agents.bundle.format import ActorNetwork, BundleSpec
+    from rlscale.agents.bundle.io import save_bundle
+    from rlscale.agents.policy import PolicyContext
     from rlscale.controller.config import parse_config
     from rlscale.metrics.observation import ObservationBuilder
 
@@ -82,12 +85,10 @@ def random_bundle(path: Path, data: dict[str, Any]) -> Path:
     for fan_in, fan_out in itertools.pairwise(sizes):
         weights += [rng.normal(0, 1 / np.sqrt(fan_in), (fan_out, fan_in)),
                     rng.normal(0, 0.1, fan_out)]
-    return save_bundle(path, weights=weights, activation="tanh",
-                       observation_config=observation,
-                       min_replicas=[p.min_replicas for p in config.pools],
-                       interval_s=config.interval_s,
-                       action_spec=spec, seen_low=np.full(size, -1e9),
-                       seen_high=np.full(size, 1e9))
+    context = PolicyContext(observation, tuple(p.min_replicas for p in config.pools),
+                            config.interval_s)
+    return save_bundle(path, ActorNetwork(weights, "tanh"), BundleSpec(
+        context, spec, np.full(size, -1e9), np.full(size, 1e9)))
 
 
 class Replay:

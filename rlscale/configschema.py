@@ -57,8 +57,9 @@ class Section:
         value = self.data.get(key)
         return default if value is None else value
 
-    def section(self, key: str) -> Section:
-        """A nested mapping (empty when absent)."""
+    def section(self, key: str, *, required: bool = False) -> Section:
+        """A nested mapping (empty when absent, unless ``required``)."""
+        self._required(key, _MISSING if required else None)
         return Section(self.raw(key), self.where(key))
 
     def sections(self, key: str) -> list[Section]:
@@ -108,11 +109,13 @@ class Section:
         return value
 
     def string(self, key: str, default: str = _MISSING,
-               choices: tuple[str, ...] | None = None) -> str:
-        """A non-empty string, optionally one of ``choices``."""
+               choices: tuple[str, ...] | None = None, *, allow_empty: bool = False) -> str:
+        """A non-empty string (or any string with ``allow_empty``), optionally one of
+        ``choices``."""
         value = self._required(key, default)
-        if not isinstance(value, str) or (not value and key in self.data):
-            raise ConfigError(f"{self.where(key)}: expected a non-empty string, got {value!r}")
+        if not isinstance(value, str) or (not value and key in self.data and not allow_empty):
+            kind = "a string" if allow_empty else "a non-empty string"
+            raise ConfigError(f"{self.where(key)}: expected {kind}, got {value!r}")
         if choices is not None and value not in choices:
             raise ConfigError(f"{self.where(key)}: expected one of {list(choices)}, got "
                               f"{value!r}")
@@ -121,6 +124,37 @@ class Section:
     def optional_string(self, key: str) -> str | None:
         """A non-empty string, or None when absent."""
         return self.string(key) if self.has(key) else self.raw(key)
+
+    def values(self, key: str, length: int | None = None) -> list[Any]:
+        """A required list, of exactly ``length`` items if given."""
+        value = self._required(key, _MISSING)
+        if not isinstance(value, list) or (length is not None and len(value) != length):
+            wanted = "a list" if length is None else f"a list of {length} values"
+            got = f"{len(value)} values" if isinstance(value, list) else repr(value)[:60]
+            raise ConfigError(f"{self.where(key)}: expected {wanted}, got {got}")
+        return value
+
+    def strings(self, key: str, length: int | None = None) -> tuple[str, ...]:
+        """A required list of strings (:meth:`values`)."""
+        values = self.values(key, length)
+        if not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"{self.where(key)}: expected strings only")
+        return tuple(values)
+
+    def integers(self, key: str, length: int | None = None) -> list[int]:
+        """A required list of integers (:meth:`values`)."""
+        values = self.values(key, length)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise ConfigError(f"{self.where(key)}: expected integers only")
+        return values
+
+    def numbers(self, key: str, length: int | None = None) -> list[float]:
+        """A required list of finite real numbers (:meth:`values`)."""
+        values = self.values(key, length)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                   for v in values):
+            raise ConfigError(f"{self.where(key)}: expected finite numbers only")
+        return [float(v) for v in values]
 
     def boolean(self, key: str, default: bool = _MISSING) -> bool:
         """True or false."""

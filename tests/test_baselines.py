@@ -30,7 +30,7 @@ from rlscale.metrics import (
     PoolInfo,
     PoolStatus,
 )
-from rlscale.metrics.observation import PoolInterval
+from rlscale.metrics.intervals import PoolInterval
 
 _HIST = HistogramData((1.0,), (0, 0), 0.0)
 Pod = tuple[int, int, float]  # running, waiting, KV-cache usage

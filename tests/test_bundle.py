@@ -12,26 +12,34 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rlscale.agents.bundle import (
+from rlscale.agents.action_space import ActionSpec
+from rlscale.agents.bundle.format import (
     FORMAT_VERSION,
-    ActionSpec,
+    ActorNetwork,
     BundleError,
+    BundleSpec,
     Normalization,
+    weight_names,
+)
+from rlscale.agents.bundle.io import (
+    attach_evaluation,
     bundle_checksum,
     load_bundle,
     save_bundle,
-    weight_names,
 )
-from rlscale.agents.numpy_policy import BundlePolicy, replica_masks
-from rlscale.agents.policy import PolicyInput
+from rlscale.agents.numpy_policy import BundlePolicy
+from rlscale.agents.policy import PolicyContext, PolicyInput
 from rlscale.agents.shield import Shield
-from rlscale.metrics.observation import ObservationBuilder, ObservationConfig, PoolInfo
+from rlscale.metrics.observation import ObservationBuilder
+from rlscale.metrics.observation_config import ObservationConfig, PoolInfo
 from rlscale.metrics.snapshot import ClusterSnapshot, PoolStatus
+from rlscale.training.sb3_export import export_sb3
 
 POOLS = ("h100", "a100")
 CONFIG = ObservationConfig((PoolInfo("h100", "H100", 1, 4, 256, 6.88, 12.0, 4),
                             PoolInfo("a100", "A100", 1, 8, 256, 3.43, 5.0, 8)), 2.0, 0.15)
 SPEC = ActionSpec(POOLS, 2, 5)
+SINGLE = ActionSpec.unnamed(1, 2, 5)
 OBS = ObservationBuilder(CONFIG).size
 
 
@@ -44,20 +52,21 @@ def _weights(sizes: list[int], seed: int = 0) -> list[np.ndarray]:
     return out
 
 
-def _save(path: Path, **overrides: Any) -> Path:
+def _save(path: Path, *, weights: list[np.ndarray] | None = None,
+          normalization: Normalization | str | None = "random",
+          created: str | None = None) -> Path:
     rng = np.random.default_rng(1)
-    kwargs: dict[str, Any] = {
-        "weights": _weights([OBS, 16, 8, sum(SPEC.nvec)]), "activation": "tanh",
-        "observation_config": CONFIG, "min_replicas": (0, 1), "interval_s": 30.0,
-        "action_spec": SPEC, "seen_low": np.zeros(OBS), "seen_high": np.full(OBS, 2.0),
-        "normalization": Normalization(rng.normal(0, 1, OBS), rng.uniform(0.1, 3, OBS),
-                                       10.0, 1e-8),
-        "scenario_name": "two-pool", "scenario_yaml": "cluster: {}\n",
-        "train_config": {"seed": 3, "lr": np.float32(3e-4), "net_arch": (16, 8)},
-        "evaluation": {"slo_attainment": 0.97, "ttft_p99_s": float("nan")},
-    }
-    kwargs.update(overrides)
-    return save_bundle(path, **kwargs)
+    if isinstance(normalization, str):
+        normalization = Normalization(rng.normal(0, 1, OBS), rng.uniform(0.1, 3, OBS), 10.0,
+                                      1e-8)
+    network = ActorNetwork(weights if weights is not None else _weights([OBS, 16, 8, 20]),
+                           "tanh", normalization)
+    spec = BundleSpec(
+        PolicyContext(CONFIG, (0, 1), 30.0), SPEC, np.zeros(OBS), np.full(OBS, 2.0),
+        scenario_name="two-pool", scenario_yaml="cluster: {}\n",
+        train_config={"seed": 3, "lr": np.float32(3e-4), "net_arch": (16, 8)},
+        evaluation={"slo_attainment": 0.97, "ttft_p99_s": float("nan")}, created=created)
+    return save_bundle(path, network, spec)
 
 
 def _rewrite(path: Path, arrays: dict[str, np.ndarray] | None = None,
@@ -95,7 +104,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     from gymnasium.wrappers import TimeLimit
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    from rlscale.agents.bundle import export_sb3
     from rlscale.envs import LLMClusterEnv
 
     torch.manual_seed(0)
@@ -121,7 +129,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         desired.append(tuple(env.cluster.desired))
         mask = env.action_masks()[:5]
         # one pool owning every GPU of its type: the inventory never binds before max
-        np.testing.assert_array_equal(replica_masks(env.cluster.desired, [1], [16], 2)[0], mask)
+        np.testing.assert_array_equal(
+            SINGLE.replica_mask(env.cluster.desired[0], 1, 16), mask)
         action = np.array([rng.choice(np.flatnonzero(mask)), rng.integers(5)])
         obs, *_ = env.step(action)
     space = env.observation_space
@@ -129,18 +138,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     raw += [space.sample() for _ in range(100)]
     desired += [(int(rng.integers(0, 20)),) for _ in range(100)]
     collected = np.array(raw[:100])
-    path = export_sb3(
-        model, vec, tmp_path_factory.mktemp("bundle") / "ppo",
-        observation_config=env.observation_config,
-        min_replicas=env.policy_context().min_replicas,
-        interval_s=env.config.control.interval_s,
-        action_spec=ActionSpec(tuple(p.name for p in env.observation_config.pools),
-                               env.config.control.replica_step,
-                               env.config.control.weight_levels),
-        observation_names=env.observation_names, observation_units=env.observation_units,
-        seen_low=collected.min(axis=0), seen_high=collected.max(axis=0),
-        scenario_name="single-pool", scenario_yaml="name: single-pool\n",
-        train_config={"total_timesteps": 128, "net_arch": [32, 32]}, evaluation={})
+    spec = BundleSpec(
+        env.policy_context(), env.codec.spec, collected.min(axis=0), collected.max(axis=0),
+        env.observation_names, env.observation_units, "single-pool", "name: single-pool\n",
+        {"total_timesteps": 128, "net_arch": [32, 32]}, {})
+    path = export_sb3(model, vec, tmp_path_factory.mktemp("bundle") / "ppo", spec)
     policy = BundlePolicy.load(path, expect_pools=[p.name for p in env.observation_config.pools],
                                expect_observation_size=env.builder.size)
     return {"model": model, "vec": vec, "env": env, "path": path, "policy": policy,
@@ -207,20 +209,16 @@ def test_ppo_relu_and_separate_net_arch_export(tmp_path: Path) -> None:
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import DummyVecEnv
 
-    from rlscale.agents.bundle import export_sb3
     from rlscale.envs import LLMClusterEnv
 
     env = LLMClusterEnv("single-pool", overrides={"episode": {"duration_s": 300}})
     model = PPO("MlpPolicy", DummyVecEnv([lambda: env]), seed=1, policy_kwargs={
         "net_arch": {"pi": [24], "vf": [8]}, "activation_fn": torch.nn.ReLU})
     space = env.observation_space
-    path = export_sb3(
-        model, None, tmp_path / "ppo", observation_config=env.observation_config,
-        min_replicas=(1,), interval_s=30.0, action_spec=ActionSpec((env.codec.pools[0].name,),
-                                                                   2, 5),
-        observation_names=env.observation_names, observation_units=env.observation_units,
-        seen_low=env.builder.low, seen_high=env.builder.high, scenario_name="single-pool",
-        scenario_yaml="", train_config={})
+    spec = BundleSpec(
+        PolicyContext(env.observation_config, (1,), 30.0), env.codec.spec, env.builder.low,
+        env.builder.high, env.observation_names, env.observation_units, "single-pool", "", {})
+    path = export_sb3(model, None, tmp_path / "ppo", spec)
     policy = BundlePolicy.load(path)
     assert policy.bundle.activation == "relu"
     assert policy.bundle.normalization is None
@@ -385,6 +383,15 @@ def test_other_inconsistencies_refused(tmp_path: Path) -> None:
         ("min_replicas", [0, 9], "max_replicas=8"),
         ("normalization.var", [-1.0] * OBS, "var >= 0"),
         ("observation_config.slo_itl_s", -1, "not a valid ObservationConfig"),
+        # malformed fields: the message names the field's path
+        ("observation.size", 0, "bundle.json: observation.size: expected an integer in [1,"),
+        ("observation.names", ["x"], f"observation.names: expected a list of {OBS} values"),
+        ("observation.seen_low", ["x"] * OBS, "observation.seen_low: expected finite numbers"),
+        ("action.replica_step", True, "action.replica_step: expected an integer"),
+        ("action.pools", ["h100", "h100"], "pools must be unique names"),
+        ("interval_s", None, "interval_s: required field is missing"),
+        ("scenario", [], "scenario: expected a mapping"),
+        ("min_replicas", [0, "1"], "min_replicas: expected integers only"),
     ]
     for key, value, needle in cases:
         meta = json.loads(json.dumps(original))
@@ -392,6 +399,19 @@ def test_other_inconsistencies_refused(tmp_path: Path) -> None:
         (meta[section] if section else meta)[leaf] = value
         _rewrite(path, metadata=meta)
         _refused(path, needle)
+
+
+def test_attach_evaluation_changes_only_the_evaluation(tmp_path: Path) -> None:
+    path = _save(tmp_path / "b")
+    before = load_bundle(path)
+    files = {name: (path / name).read_bytes() for name in ("bundle.json", "weights.npz")}
+    after = load_bundle(attach_evaluation(path, {"slo_attainment": 0.5}))
+    assert after.evaluation == {"slo_attainment": 0.5}
+    assert after.checksum != before.checksum
+    assert {k: v for k, v in after.metadata.items() if k not in ("evaluation", "checksum")} == {
+        k: v for k, v in before.metadata.items() if k not in ("evaluation", "checksum")}
+    attach_evaluation(path, before.evaluation)  # back: the same bytes as first written
+    assert {name: (path / name).read_bytes() for name in files} == files
 
 
 def test_random_damage_only_raises_bundle_error(tmp_path: Path) -> None:
@@ -410,7 +430,7 @@ def test_random_damage_only_raises_bundle_error(tmp_path: Path) -> None:
 
 
 def test_runtime_imports_no_torch() -> None:
-    code = ("import sys, rlscale.agents.numpy_policy, rlscale.agents.bundle; "
+    code = ("import sys, rlscale.agents.numpy_policy, rlscale.agents.bundle.io; "
             "assert 'torch' not in sys.modules and 'stable_baselines3' not in sys.modules "
             "and 'rlscale.sim' not in sys.modules and 'rlscale.envs' not in sys.modules, "
             "sorted(m for m in sys.modules if m.startswith(('torch', 'stable', 'rlscale.')))")

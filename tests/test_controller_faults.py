@@ -64,7 +64,7 @@ from rlscale.controller.observability import ControllerMetrics, EventRecorder
 from rlscale.controller.policies import TrackedPolicy, build_policy_setup
 from rlscale.controller.sources import PodScrapeSource
 from rlscale.metrics.exposition import render_pod_metrics
-from rlscale.metrics.observation import interval_stats
+from rlscale.metrics.intervals import interval_stats
 from rlscale.metrics.snapshot import ClusterSnapshot, PoolStatus
 from rlscale.sim.workload import TraceFormatError, WorkloadConfigError, read_trace
 from rlscale.sim.workload.config import workload_from_config

@@ -31,8 +31,10 @@ from controller_fakes import (
     sample,
 )
 
-from rlscale.agents.bundle import ActionSpec, save_bundle
-from rlscale.agents.policy import Decision, PolicyInput
+from rlscale.agents.action_space import ActionSpec
+from rlscale.agents.bundle.format import ActorNetwork, BundleSpec
+from rlscale.agents.bundle.io import save_bundle
+from rlscale.agents.policy import Decision, PolicyContext, PolicyInput
 from rlscale.controller.cluster_state import PodInfo, PoolState, Problem
 from rlscale.controller.config import ControllerConfig, RouteConfig, parse_config
 from rlscale.controller.loop import ControlLoop, DecisionRecord
@@ -384,10 +386,9 @@ def _bundle(path: Path, config: ControllerConfig, seen: float) -> Path:
     sizes = [size, 16, sum(spec.nvec)]
     weights = [rng.normal(0, 0.5, (sizes[1], sizes[0])), rng.normal(0, 0.1, sizes[1]),
                rng.normal(0, 0.5, (sizes[2], sizes[1])), rng.normal(0, 0.1, sizes[2])]
-    return save_bundle(path, weights=weights, activation="tanh",
-                       observation_config=observation, min_replicas=(1, 0), interval_s=30.0,
-                       action_spec=spec, seen_low=np.full(size, -seen),
-                       seen_high=np.full(size, seen))
+    return save_bundle(path, ActorNetwork(weights, "tanh"), BundleSpec(
+        PolicyContext(observation, (1, 0), 30.0), spec, np.full(size, -seen),
+        np.full(size, seen)))
 
 
 def _bundle_config(path: Path, facts: bool = True) -> ControllerConfig:

@@ -12,7 +12,8 @@ import pytest
 from rlscale.configschema import ConfigError
 from rlscale.envs import LLMClusterEnv
 from rlscale.envs.config import env_config
-from rlscale.metrics.observation import ObservationConfig, PoolInfo, interval_stats
+from rlscale.metrics.intervals import interval_stats
+from rlscale.metrics.observation_config import ObservationConfig, PoolInfo
 from rlscale.sim.backend import make_cluster, snapshot_of
 from rlscale.sim.fluid import FluidCluster
 from rlscale.sim.fluid.log import ArrayLog

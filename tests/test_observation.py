@@ -24,10 +24,11 @@ from rlscale.metrics import (
     histogram_fraction_above,
     histogram_quantile,
     interval_stats,
+    observation,
     parse_pod_metrics,
     render_pod_metrics,
 )
-from rlscale.metrics.observation import GLOBAL_FEATURES, POOL_FEATURES
+from rlscale.metrics.features import GLOBAL_FEATURES, POOL_FEATURES, feature_table
 from rlscale.sim.cluster import Cluster
 from rlscale.sim.export import cluster_snapshot
 from rlscale.sim.spec import ClusterSpec, PoolSpec
@@ -239,6 +240,23 @@ def test_names_units_and_bounds_have_the_observation_size() -> None:
     assert builder.names[:2] == ("a/ready_frac", "a/starting_frac")
     assert builder.names[-4:] == ("arrival_short", "arrival_long", "time_of_day_sin",
                                   "time_of_day_cos")
+
+
+def test_the_features_are_declared_once_and_documented_as_declared() -> None:
+    assert len(POOL_FEATURES) == 22
+    assert len(GLOBAL_FEATURES) == 4
+    builder = ObservationBuilder(ObservationConfig((info("a"), info("b")), 1.0, 0.1))
+    entries = [*POOL_FEATURES, *POOL_FEATURES, *GLOBAL_FEATURES]
+    assert builder.names == tuple([f"a/{f.name}" for f in POOL_FEATURES]
+                                  + [f"b/{f.name}" for f in POOL_FEATURES]
+                                  + [f.name for f in GLOBAL_FEATURES])
+    assert builder.units == tuple(f.formula for f in entries)
+    np.testing.assert_array_equal(builder.low, [f.low for f in entries])
+    np.testing.assert_array_equal(builder.high, [f.high for f in entries])
+    assert observation.__doc__ is not None
+    assert feature_table("    ") in observation.__doc__, (
+        "rlscale/metrics/observation.py's docstring table differs from rlscale/metrics/"
+        "features.py: paste feature_table('    ') into it")
 
 
 def test_bad_input_is_refused_with_a_reason() -> None:

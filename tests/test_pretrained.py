@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rlscale.agents.bundle import load_bundle
+from rlscale.agents.bundle.io import load_bundle
 from rlscale.agents.shield import ShieldedPolicy
 from rlscale.envs import LLMClusterEnv
 from rlscale.evaluate.policies import PolicySpec, build_policy, packaged_bundle

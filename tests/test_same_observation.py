@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from rlscale.agents.bundle import load_bundle
+from rlscale.agents.bundle.io import load_bundle
 from rlscale.controller.cluster_state import PodInfo, PoolState
 from rlscale.controller.config import parse_config
 from rlscale.controller.loop import ControlLoop

@@ -9,7 +9,8 @@ import pytest
 
 from rlscale.agents.policy import Decision, PolicyContext, PolicyInput
 from rlscale.agents.shield import Shield, ShieldConfig
-from rlscale.metrics.observation import ObservationConfig, PoolInfo, PoolInterval
+from rlscale.metrics.intervals import PoolInterval
+from rlscale.metrics.observation_config import ObservationConfig, PoolInfo
 from rlscale.metrics.snapshot import ClusterSnapshot, PoolStatus
 
 

@@ -13,7 +13,8 @@ action_masks=masks)`` on a ``VecNormalize``-normalized observation, with numpy a
 4. decode: replicas ``desired + index - replica_step``, weights ``level / (L-1)`` (every level
    0: all weights 1).
 
-Imports numpy, the standard library, :mod:`rlscale.agents.policy`,
+Masks and decoding are :mod:`rlscale.agents.action_space`'s, as in the environment. Imports
+numpy, the standard library, :mod:`rlscale.agents.policy`, :mod:`rlscale.agents.action_space`,
 :mod:`rlscale.agents.bundle` and :mod:`rlscale.metrics` only: the in-cluster controller runs
 it without torch, stable-baselines3 or the simulator.
 """
@@ -27,7 +28,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from rlscale.agents import reasons
-from rlscale.agents.bundle import Bundle, load_bundle
+from rlscale.agents.bundle.format import Bundle
+from rlscale.agents.bundle.io import load_bundle
 from rlscale.agents.policy import Decision, PolicyContext, PolicyInput
 
 FloatArray = NDArray[np.float64]
@@ -41,30 +43,12 @@ _ACTIVATIONS: dict[str, Callable[[FloatArray], FloatArray]] = {
 }
 
 
-def replica_masks(desired: Sequence[int], min_replicas: Sequence[int],
-                  max_replicas: Sequence[int], replica_step: int) -> NDArray[np.bool_]:
-    """Allowed replica changes per pool (``P × (2k+1)``), for min/max limits only.
-
-    A change is allowed if the target stays in ``[min, max]``; scaling down from above
-    ``max`` and keeping the current count are always allowed (as the env's masks).
-    """
-    deltas = np.arange(-replica_step, replica_step + 1)
-    rows = []
-    for current, low, high in zip(desired, min_replicas, max_replicas, strict=True):
-        target = current + deltas
-        ok = (target >= low) & (target <= max(high, current))
-        ok &= (deltas <= 0) | (target <= high)
-        ok[replica_step] = True
-        rows.append(ok)
-    return np.array(rows, dtype=np.bool_).reshape(len(rows), deltas.size)
-
-
 class BundlePolicy:
     """A bundle's deterministic policy as a :class:`~rlscale.agents.policy.Policy`.
 
     Attributes:
         name: the policy name (the bundle's, ``ppo`` by default).
-        bundle: the verified :class:`~rlscale.agents.bundle.Bundle`.
+        bundle: the verified :class:`~rlscale.agents.bundle.format.Bundle`.
         context: pools, SLO, replica limits and interval the policy was trained for.
     """
 
@@ -76,17 +60,15 @@ class BundlePolicy:
                          np.asarray(layer.bias, np.float64)) for layer in
                         (*bundle.hidden, bundle.head)]
         self._activation = _ACTIVATIONS[bundle.activation]
-        self._nvec = bundle.action.nvec
-        self._splits = np.cumsum(self._nvec)[:-1]
-        self._pools = len(bundle.action.pools)
-        self._step = bundle.action.replica_step
-        self._levels = bundle.action.weight_levels
+        self._spec = bundle.action
+        self._splits = np.cumsum(self._spec.nvec)[:-1]
+        self._pools = self._spec.count
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, expect_pools: Sequence[str] | None = None,
              expect_observation_size: int | None = None,
              name: str | None = None) -> BundlePolicy:
-        """Load and verify the bundle at ``path`` (see :func:`~rlscale.agents.bundle.
+        """Load and verify the bundle at ``path`` (see :func:`~rlscale.agents.bundle.io.
         load_bundle`; raises its ``BundleError``)."""
         return cls(load_bundle(path, expect_pools=expect_pools,
                                expect_observation_size=expect_observation_size), name=name)
@@ -130,10 +112,7 @@ class BundlePolicy:
 
     def masks(self, desired: Sequence[int]) -> NDArray[np.bool_]:
         """Flat action mask (MaskablePPO's layout) for the currently ``desired`` replicas."""
-        rows = replica_masks(desired, self.context.min_replicas, self.context.max_replicas,
-                             self._step)
-        levels = np.ones(self._pools * self._levels, dtype=np.bool_)
-        return np.concatenate([rows.reshape(-1), levels])
+        return self._spec.masks(desired, self.context.min_replicas, self.context.max_replicas)
 
     def action(self, observation_vector: ArrayLike, desired: Sequence[int]) -> NDArray[np.int64]:
         """The deterministic ``MultiDiscrete`` action: each sub-action's argmax after masking."""
@@ -167,12 +146,11 @@ class BundlePolicy:
             return Decision(safe, (1.0,) * len(safe), False, reasons.BAD_INPUT,
                             f"{self.name}: {problem}")
         action = self.action(vector, desired)
-        deltas = [int(a) - self._step for a in action[:self._pools]]
-        levels = [int(a) for a in action[self._pools:]]
-        replicas = tuple(max(0, d + delta) for d, delta in zip(desired, deltas, strict=True))
-        all_zero = not any(levels)
-        weights = tuple(1.0 if all_zero else level / (self._levels - 1) for level in levels)
-        top = self._levels - 1
+        deltas = self._spec.deltas(action)
+        levels = self._spec.levels(action)
+        replicas = tuple(max(0, r) for r in self._spec.wanted_replicas(action, desired))
+        weights, all_zero = self._spec.weights(levels)
+        top = self._spec.weight_levels - 1
         parts = [f"{pool} {d}->{r} ({delta:+d}), weight {level}/{top}" for pool, d, r, delta,
                  level in zip(self.bundle.action.pools, desired, replicas, deltas, levels,
                               strict=True)]

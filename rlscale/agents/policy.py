@@ -17,7 +17,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
-from rlscale.metrics.observation import ObservationConfig, PoolInterval
+from rlscale.metrics.intervals import PoolInterval
+from rlscale.metrics.observation_config import ObservationConfig
 from rlscale.metrics.snapshot import ClusterSnapshot
 
 

@@ -21,7 +21,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rlscale.agents.policy import PolicyInput
-from rlscale.metrics.observation import ObservationBuilder, PoolInterval, interval_stats
+from rlscale.metrics.intervals import PoolInterval, interval_stats
+from rlscale.metrics.observation import ObservationBuilder
 from rlscale.metrics.snapshot import ClusterSnapshot
 
 

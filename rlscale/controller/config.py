@@ -79,7 +79,7 @@ import yaml
 from rlscale.agents.baselines import knobs_of
 from rlscale.agents.shield import ShieldConfig
 from rlscale.configschema import MAX_REPLICAS, ConfigError, Section
-from rlscale.metrics.observation import ObservationConfig, PoolInfo
+from rlscale.metrics.observation_config import ObservationConfig, PoolInfo
 
 Mode = Literal["act", "shadow"]
 MODES: tuple[Mode, ...] = ("act", "shadow")
@@ -102,7 +102,7 @@ LIMITS: dict[str, float] = {
 
 @dataclass(frozen=True)
 class PoolProfile:
-    """A pool's profile facts (units as :class:`~rlscale.metrics.observation.PoolInfo`)."""
+    """A pool's profile facts (units as :class:`~rlscale.metrics.observation_config.PoolInfo`)."""
 
     gpu_type: str
     gpus_per_replica: int

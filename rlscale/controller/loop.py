@@ -12,7 +12,7 @@ One iteration (:meth:`ControlLoop.run_once`):
    as if its scrape had failed (``ImplausibleMetrics``, partial);
 3. **observe** with the same :class:`~rlscale.metrics.observation.ObservationBuilder` the
    environment uses, on the snapshot history, plus
-   :func:`~rlscale.metrics.observation.interval_stats` for the heuristics;
+   :func:`~rlscale.metrics.intervals.interval_stats` for the heuristics;
 4. **decide** through the :class:`~rlscale.agents.shield.Shield`: partial metrics go to the
    fallback heuristic with no scale-down (missing pods would look idle; reason
    ``PartialMetrics``); otherwise the primary policy, which the shield replaces by the
@@ -68,7 +68,8 @@ from rlscale.controller.outside_writes import ROUTE, OutsideWriteGuard
 from rlscale.controller.plausibility import screen
 from rlscale.controller.policies import PolicySetup
 from rlscale.controller.sources import CollectedMetrics, MetricSource
-from rlscale.metrics.observation import ObservationBuilder, PoolInfo
+from rlscale.metrics.observation import ObservationBuilder
+from rlscale.metrics.observation_config import PoolInfo
 from rlscale.weights import traffic_shares
 
 log = logging.getLogger("rlscale.controller")

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from rlscale.controller.cluster_state import Problem
-from rlscale.metrics.observation import PoolInfo
+from rlscale.metrics.observation_config import PoolInfo
 from rlscale.metrics.snapshot import PodSample
 
 REQUEST_SERIES = ("request_success_total", "time_to_first_token_seconds",

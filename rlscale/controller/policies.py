@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlscale.agents.baselines import make_baseline
-from rlscale.agents.bundle import BundleError
+from rlscale.agents.bundle.format import BundleError
 from rlscale.agents.familiarity import FamiliarityGate
 from rlscale.agents.numpy_policy import BundlePolicy
 from rlscale.agents.policy import (
@@ -33,7 +33,7 @@ from rlscale.agents.policy import (
 from rlscale.agents.shield import Shield
 from rlscale.configschema import ConfigError
 from rlscale.controller.config import PROFILE_FIELDS, ControllerConfig
-from rlscale.metrics.observation import ObservationConfig
+from rlscale.metrics.observation_config import ObservationConfig
 
 log = logging.getLogger("rlscale.controller")
 

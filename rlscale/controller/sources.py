@@ -29,7 +29,7 @@ from typing import Protocol
 from rlscale.controller.cluster_state import ClusterReader, PodInfo, PoolState, Problem
 from rlscale.controller.config import PoolConfig
 from rlscale.metrics.exposition import MetricsParseError, parse_pod_metrics
-from rlscale.metrics.observation import PoolInfo
+from rlscale.metrics.observation_config import PoolInfo
 from rlscale.metrics.snapshot import ClusterSnapshot, PodSample, PoolStatus
 
 MAX_PAGE_BYTES = 16 * 1024 * 1024

@@ -1,9 +1,10 @@
-"""The joint action: a replica change and a routing-weight level for every pool.
+"""The environment's action codec: :mod:`rlscale.agents.action_space` for a simulated cluster.
 
-Encoded as ``MultiDiscrete([2k+1] * P + [L] * P)``: entries ``0..P-1`` are replica changes
-``index - k`` (``k = replica_step``), entries ``P..2P-1`` routing-weight levels ``0..L-1``
-(weight ``level / (L-1)``; the router normalizes over pools with ready replicas). Action masks
-forbid changes that leave ``[min_replicas, max_replicas]`` or need GPUs the cluster lacks.
+The layout (``MultiDiscrete([2k+1] * P + [L] * P)``, replica changes ``index - k``, weights
+``level / (L-1)``, all levels 0: all weights 1) lives in
+:class:`~rlscale.agents.action_space.ActionSpec`; this codec adds what the cluster spec knows:
+``[min_replicas, max_replicas]`` per pool and the GPU inventory, for the masks and for clamping
+what an action (or a decision) asks for.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from rlscale.agents.action_space import ActionSpec, gpu_limit, level_weights
 from rlscale.sim.spec import ClusterSpec
 
 
@@ -35,52 +37,44 @@ class DecodedAction:
 
 
 class ActionCodec:
-    """Turns ``MultiDiscrete`` actions into replica counts and weights, and builds masks."""
+    """Turns ``MultiDiscrete`` actions into replica counts and weights, and builds masks.
+
+    Attributes:
+        spec: the action layout (pool names, ``replica_step``, ``weight_levels``).
+        nvec: its ``MultiDiscrete`` sizes as an int64 array.
+    """
 
     def __init__(self, cluster: ClusterSpec, replica_step: int, weight_levels: int) -> None:
         self.pools = cluster.pools
         self.count = len(cluster.pools)
+        self.spec = ActionSpec(tuple(p.name for p in cluster.pools), replica_step,
+                               weight_levels)
         self.step = replica_step
         self.levels = weight_levels
         self.min_replicas = [p.min_replicas for p in cluster.pools]
         self.max_replicas = [p.max_replicas for p in cluster.pools]
         self.gpus_per_replica = [p.gpus_per_replica for p in cluster.pools]
         self.gpu_types = [p.gpu_type for p in cluster.pools]
-        self.nvec = np.array([2 * replica_step + 1] * self.count + [weight_levels] * self.count,
-                             dtype=np.int64)
+        self.nvec = np.array(self.spec.nvec, dtype=np.int64)
 
     def gpu_limit(self, pool: int, desired: Sequence[int], gpu_total: dict[str, int]) -> int:
         """Most replicas ``pool`` may want given the GPUs of its type other pools want."""
-        gpu_type = self.gpu_types[pool]
-        others = sum(desired[j] * self.gpus_per_replica[j] for j in range(self.count)
-                     if j != pool and self.gpu_types[j] == gpu_type)
-        return max(0, (gpu_total[gpu_type] - others) // self.gpus_per_replica[pool])
+        return gpu_limit(pool, desired, self.gpus_per_replica, self.gpu_types, gpu_total)
 
     def masks(self, desired: Sequence[int], gpu_total: dict[str, int]) -> NDArray[np.bool_]:
-        """Flat boolean mask over every choice of every sub-action (MaskablePPO's layout)."""
-        parts: list[NDArray[np.bool_]] = []
-        deltas = np.arange(-self.step, self.step + 1)
-        for pool in range(self.count):
-            target = desired[pool] + deltas
-            upper = min(self.max_replicas[pool], self.gpu_limit(pool, desired, gpu_total))
-            ok = (target >= self.min_replicas[pool]) & (target <= max(upper, desired[pool]))
-            ok &= (deltas <= 0) | (target <= upper)
-            ok[self.step] = True  # keeping the current count is always allowed
-            parts.append(ok)
-        parts.extend(np.ones(self.levels, dtype=np.bool_) for _ in range(self.count))
-        return np.concatenate(parts)
+        """Flat boolean mask over every choice of every sub-action (MaskablePPO's layout):
+        targets within ``[min_replicas, min(max_replicas, GPU limit)]``."""
+        upper = [min(self.max_replicas[pool], self.gpu_limit(pool, desired, gpu_total))
+                 for pool in range(self.count)]
+        return self.spec.masks(desired, self.min_replicas, upper)
 
     def decode(self, action: NDArray[np.int64] | Sequence[int], desired: Sequence[int],
                gpu_total: dict[str, int]) -> DecodedAction:
         """Apply ``action`` to the current ``desired`` replicas; clamp what limits forbid."""
-        values = np.asarray(action, dtype=np.int64).reshape(-1)
-        if values.shape != self.nvec.shape or np.any(values < 0) or np.any(values >= self.nvec):
-            raise ValueError(f"action {values.tolist()} is outside MultiDiscrete"
-                             f"({self.nvec.tolist()})")
-        levels = values[self.count:]
-        wanted = [d + int(v) - self.step for d, v in zip(desired, values[:self.count], strict=True)]
-        weights = [float(level) / (self.levels - 1) for level in levels]
-        return self.clamp(wanted, weights, desired, gpu_total)
+        values = self.spec.check(action)
+        weights = self.spec.weight_values(self.spec.levels(values))
+        return self.clamp(self.spec.wanted_replicas(values, desired), weights, desired,
+                          gpu_total)
 
     def clamp(self, wanted: Sequence[int], weights: Sequence[float], desired: Sequence[int],
               gpu_total: dict[str, int]) -> DecodedAction:
@@ -101,11 +95,10 @@ class ActionCodec:
             target = max(low, min(target, max(self.max_replicas[pool], low)))
             clamped |= target != wanted[pool]
             replicas[pool] = target
-        all_zero = not any(w > 0 for w in weights)
-        final = tuple(1.0 for _ in weights) if all_zero else tuple(float(w) for w in weights)
+        final, all_zero = level_weights(weights)
         return DecodedAction(tuple(replicas), final, clamped, all_zero)
 
     def encode(self, delta: Sequence[int], levels: Sequence[int]) -> NDArray[np.int64]:
         """The action index for replica changes ``delta`` and weight ``levels`` (for tests and
         scripted agents)."""
-        return np.array([d + self.step for d in delta] + list(levels), dtype=np.int64)
+        return self.spec.encode(delta, levels)

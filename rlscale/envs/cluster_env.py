@@ -17,7 +17,8 @@ from rlscale.envs.config import EnvConfig, env_config
 from rlscale.envs.faults import schedule_faults, slow_cold_starts
 from rlscale.envs.splits import TRAIN_SEED_BASE, Window, scenario_splits
 from rlscale.envs.step_metrics import ended_since
-from rlscale.metrics.observation import ObservationBuilder, ObservationConfig
+from rlscale.metrics.observation import ObservationBuilder
+from rlscale.metrics.observation_config import ObservationConfig
 from rlscale.sim.backend import AnyCluster, make_cluster, ready_counts, snapshot_of
 from rlscale.sim.cluster import Cluster
 from rlscale.sim.pool_info import observation_config

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlscale.agents.baselines import BASELINES, make_baseline
-from rlscale.agents.bundle import BundleError, load_bundle
+from rlscale.agents.bundle.format import BundleError
+from rlscale.agents.bundle.io import load_bundle
 from rlscale.agents.familiarity import FamiliarityConfig, FamiliarityGate
 from rlscale.agents.numpy_policy import BundlePolicy
 from rlscale.agents.policy import Policy, PolicyContext
@@ -14,7 +15,7 @@ from rlscale.agents.shield import Shield, ShieldedPolicy
 from rlscale.configschema import ConfigError
 from rlscale.evaluate.floor import FloorPolicy
 from rlscale.evaluate.oracle import OraclePolicy
-from rlscale.metrics.observation import ObservationConfig
+from rlscale.metrics.observation_config import ObservationConfig
 from rlscale.sim.scenario import Scenario
 
 DEFAULT_POLICIES = ("static", "hpa", "kpa", "keda", "planner", "lookahead")

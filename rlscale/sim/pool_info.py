@@ -1,6 +1,7 @@
 """What the observation knows about a scenario's pools: the one recipe from a scenario (and
-the workload its capacities are figured for) to :class:`~rlscale.metrics.observation.PoolInfo`
-and :class:`~rlscale.metrics.observation.ObservationConfig`.
+the workload its capacities are figured for) to
+:class:`~rlscale.metrics.observation_config.PoolInfo` and
+:class:`~rlscale.metrics.observation_config.ObservationConfig`.
 
 The environment builds its observation config with it, and the twin writes the same pools into
 the controller config it generates, so a policy sees the same normalization in both.
@@ -8,7 +9,7 @@ the controller config it generates, so a policy sees the same normalization in b
 
 from __future__ import annotations
 
-from rlscale.metrics.observation import ObservationConfig, PoolInfo
+from rlscale.metrics.observation_config import ObservationConfig, PoolInfo
 from rlscale.sim.capacity import replica_capacity_rps
 from rlscale.sim.scenario import Scenario
 from rlscale.sim.workload import Workload

@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from rlscale.agents.bundle import ActionSpec, export_sb3
+from rlscale.agents.bundle.format import BundleSpec
 from rlscale.envs.cluster_env import LLMClusterEnv
 from rlscale.sim.scenario import Scenario
 from rlscale.training.config import TrainConfig
+from rlscale.training.sb3_export import export_sb3
 
 
 def export_run_bundle(model: Any, vec_normalize: Any, path: Path, config: TrainConfig,
@@ -24,7 +25,6 @@ def export_run_bundle(model: Any, vec_normalize: Any, path: Path, config: TrainC
     observation space's bounds are used (the shield then never falls back for range).
     """
     env = LLMClusterEnv(scenario, overrides={"reward": dict(config.reward)})
-    control = env.config.control
     low, high = seen if seen is not None else (env.builder.low, env.builder.high)
     scenario_yaml = ""
     if scenario.source and Path(scenario.source).is_file():
@@ -36,13 +36,7 @@ def export_run_bundle(model: Any, vec_normalize: Any, path: Path, config: TrainC
         candidate = folder.joinpath(f"{scenario.name}.yaml")
         if candidate.is_file():
             scenario_yaml = candidate.read_text()
-    return export_sb3(
-        model, vec_normalize, path,
-        observation_config=env.observation_config,
-        min_replicas=[p.min_replicas for p in scenario.cluster.pools],
-        interval_s=control.interval_s,
-        action_spec=ActionSpec(tuple(p.name for p in scenario.cluster.pools),
-                               control.replica_step, control.weight_levels),
-        observation_names=env.observation_names, observation_units=env.observation_units,
-        seen_low=low, seen_high=high, scenario_name=scenario.name,
-        scenario_yaml=scenario_yaml, train_config=config.as_dict(), evaluation=evaluation)
+    spec = BundleSpec(
+        env.policy_context(), env.codec.spec, low, high, env.observation_names,
+        env.observation_units, scenario.name, scenario_yaml, config.as_dict(), evaluation)
+    return export_sb3(model, vec_normalize, path, spec)

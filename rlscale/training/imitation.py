@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from rlscale.agents.action_space import ActionSpec
 from rlscale.agents.policy import Decision, Policy
 from rlscale.evaluate.policies import build_policy, parse_policies
 from rlscale.progress import ProgressBar
@@ -39,7 +40,8 @@ from rlscale.training.config import ImitationConfig
 
 def expert_action(decision: Decision, desired: Sequence[int], mask: NDArray[np.bool_],
                   replica_step: int, weight_levels: int) -> NDArray[np.int64]:
-    """The ``MultiDiscrete`` action closest to ``decision`` that ``mask`` allows.
+    """The ``MultiDiscrete`` action closest to ``decision`` that ``mask`` allows
+    (:meth:`~rlscale.agents.action_space.ActionSpec.nearest`).
 
     Args:
         decision: the expert's replicas and weights per pool.
@@ -47,21 +49,8 @@ def expert_action(decision: Decision, desired: Sequence[int], mask: NDArray[np.b
         mask: the flat action mask (``2k+1`` replica choices per pool, then ``L`` levels).
         replica_step: ``k``; weight_levels: ``L``.
     """
-    pools = len(desired)
-    width = 2 * replica_step + 1
-    action = np.zeros(2 * pools, dtype=np.int64)
-    for i in range(pools):
-        delta = int(np.clip(decision.replicas[i] - desired[i], -replica_step, replica_step))
-        allowed = np.flatnonzero(mask[i * width:(i + 1) * width])
-        wanted = delta + replica_step
-        action[i] = allowed[np.argmin(np.abs(allowed - wanted))] if len(allowed) else (
-            replica_step)
-    weights = np.asarray(decision.weights, dtype=np.float64)  # >= 0 (a Decision checks)
-    top = float(weights.max()) if len(weights) else 0.0
-    levels = (np.rint(weights / top * (weight_levels - 1)).astype(np.int64) if top > 0
-              else np.full(pools, weight_levels - 1, dtype=np.int64))
-    action[pools:] = levels
-    return action
+    spec = ActionSpec.unnamed(len(desired), replica_step, weight_levels)
+    return spec.nearest(decision.replicas, decision.weights, desired, mask)
 
 
 @dataclass

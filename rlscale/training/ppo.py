@@ -20,7 +20,7 @@ from typing import Any
 import gymnasium as gym
 import yaml
 
-from rlscale.agents.bundle import attach_evaluation
+from rlscale.agents.bundle.io import attach_evaluation
 from rlscale.envs.cluster_env import LLMClusterEnv
 from rlscale.envs.config import env_config
 from rlscale.evaluate.policies import PolicySpec

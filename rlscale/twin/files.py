@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from rlscale.metrics.observation import PoolInfo
+from rlscale.metrics.observation_config import PoolInfo
 from rlscale.sim.control import control_config
 from rlscale.sim.scenario import Scenario
 from rlscale.twin.objects import GPU_LABEL, GPU_RESOURCE

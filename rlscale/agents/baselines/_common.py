@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from rlscale.agents.policy import Decision, PolicyContext, PolicyInput
-from rlscale.metrics.observation import PoolInterval
+from rlscale.metrics.intervals import PoolInterval
 from rlscale.metrics.snapshot import ClusterSnapshot, PodSample
 
 # The most telling reason first: the decision's reason is the first one any pool reports.
