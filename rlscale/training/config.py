@@ -88,7 +88,7 @@ class EvalConfig:
     baselines: tuple[str, ...] = ("hpa", "planner")
     final_split: str = "test"
     final_seeds: tuple[int, ...] = (0, 1, 2)
-    final_policies: tuple[str, ...] = ("static", "hpa", "kpa", "keda", "planner", "oracle")
+    final_policies: tuple[str, ...] = ("static", "hpa", "kpa", "keda", "planner", "lookahead")
     match_attainment_of: str = ""
     min_slo_attainment: float = 0.0
 
@@ -229,7 +229,7 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
         final_split=e.string("final_split", "test", ("validation", "test")),
         final_seeds=_int_list(e, "final_seeds", [0, 1, 2]),
         final_policies=_str_list(e, "final_policies",
-                                 ["static", "hpa", "kpa", "keda", "planner", "oracle"]),
+                                 ["static", "hpa", "kpa", "keda", "planner", "lookahead"]),
         match_attainment_of=_optional_name(e, "match_attainment_of"),
         min_slo_attainment=e.number("min_slo_attainment", 0.0, min_value=0, max_value=1),
     )
