@@ -83,7 +83,7 @@ def controller_for(scenario_name: str, bundle: str) -> ControlLoop:
     control = scenario.sections.get("control") or {}
     config = parse_config({
         "interval_s": float(control.get("interval_s", 30.0)),
-        "staleness_s": 1e9, "mode": "act",
+        "staleness_s": 86400, "mode": "act",
         "pools": [{"name": p.name, "namespace": "llm", "deployment": p.name,
                    "min_replicas": p.min_replicas, "max_replicas": p.max_replicas}
                   for p in scenario.cluster.pools],
