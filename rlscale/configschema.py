@@ -19,6 +19,9 @@ _MISSING: Any = object()
 
 MAX_REPLICAS = 10_000
 """Upper bound on a pool's replicas anywhere (scenario or controller): more is a typo."""
+MAX_TOKENS_PER_S_PER_GPU = 1e6
+"""Tokens per second one GPU cannot exceed (a generous physical bound: an H100 prefills
+about 1e4-1e5 tokens/s); the controller leaves out a pod whose counters say more."""
 MAX_SPAN_S = 366 * 86_400.0
 """Upper bound on a duration or a trace's time span (seconds; a year): more never finishes."""
 MAX_RATE_PER_S = 10_000.0

@@ -420,6 +420,8 @@ def test_the_generated_controller_config_is_valid_and_scaled() -> None:
     assert [p.profile.capacity_rps for p in config.pools if p.profile] == [720.0, 300.0, 45.0]
     assert config.policy.knobs["scale_down_delay_s"] == 2.0
     assert config.leader_election.lease_duration_s == 3.0
+    # pods' counters grow 60 times faster per wall second: so may their token rates
+    assert config.plausibility.tokens_per_s_per_gpu == 6e7
     assert kubeconfig("http://127.0.0.1:1", "llm")["contexts"][0]["context"]["namespace"] == "llm"
     assert file_sd([("p", "pool", "127.0.1.1:9")], "llm") == [{
         "targets": ["127.0.1.1:9"], "labels": {"namespace": "llm", "pod": "p", "pool": "pool",

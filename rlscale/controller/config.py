@@ -78,7 +78,7 @@ import yaml
 
 from rlscale.agents.baselines import knobs_of
 from rlscale.agents.shield import ShieldConfig
-from rlscale.configschema import MAX_REPLICAS, ConfigError, Section
+from rlscale.configschema import MAX_REPLICAS, MAX_TOKENS_PER_S_PER_GPU, ConfigError, Section
 from rlscale.metrics.observation_config import ObservationConfig, PoolInfo
 
 Mode = Literal["act", "shadow"]
@@ -192,6 +192,22 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class PlausibilityConfig:
+    """Margins over a pool's profile beyond which a pod's sample is left out
+    (:mod:`rlscale.controller.plausibility`): completions per second at most
+    ``request_factor x capacity_rps``, running at most ``running_factor x max_num_seqs``,
+    waiting at most ``waiting_factor x max_num_seqs``, tokens at most ``tokens_per_s_per_gpu x
+    gpus_per_replica`` per second, KV usage at most ``kv_max``. Rates are per wall second (a
+    twin at ``--speed N`` writes N times the token bound into the config it generates)."""
+
+    request_factor: float = 100.0
+    running_factor: float = 4.0
+    waiting_factor: float = 100.0
+    tokens_per_s_per_gpu: float = MAX_TOKENS_PER_S_PER_GPU
+    kv_max: float = 1.05
+
+
+@dataclass(frozen=True)
 class GpuConfig:
     """How free GPUs are counted: nodes carrying ``node_label`` (its value mapped through
     ``types`` to a pool's ``gpu_type``; unmapped values are used as they are), their
@@ -265,6 +281,7 @@ class ControllerConfig:
     shield: ShieldConfig = field(default_factory=ShieldConfig)
     leader_election: LeaderElectionConfig = field(default_factory=LeaderElectionConfig)
     outside_writes: OutsideWritesConfig = field(default_factory=OutsideWritesConfig)
+    plausibility: PlausibilityConfig = field(default_factory=PlausibilityConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     long_window_s: float = 300.0
     day_length_s: float = 86400.0
@@ -337,6 +354,7 @@ def parse_config(data: Any) -> ControllerConfig:
         shield=_shield(root.section("shield")),
         leader_election=_leader(root.section("leader_election"), pools[0].namespace),
         outside_writes=_outside_writes(root.section("outside_writes")),
+        plausibility=_plausibility(root.section("plausibility")),
         http=_http(root.section("http")), long_window_s=long_window_s,
         day_length_s=day_length_s)
     root.finish()
@@ -527,6 +545,17 @@ def _leader(section: Section, namespace: str) -> LeaderElectionConfig:
         raise ConfigError(f"{section.where('retry_period_s')}: must be below "
                           f"renew_deadline_s ({config.renew_deadline_s:g} s), got "
                           f"{config.retry_period_s:g}")
+    section.finish()
+    return config
+
+
+def _plausibility(section: Section) -> PlausibilityConfig:
+    d = PlausibilityConfig
+    config = PlausibilityConfig(**{
+        name: section.number(name, getattr(d, name), min_value=0.0, strict_min=True,
+                             max_value=1e12)
+        for name in ("request_factor", "running_factor", "waiting_factor",
+                     "tokens_per_s_per_gpu", "kv_max")})
     section.finish()
     return config
 

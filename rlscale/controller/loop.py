@@ -354,7 +354,8 @@ class ControlLoop:
         previous = {} if prev is None else {
             p.pod: p for p in prev.pods if p.pod not in self._unsampled}
         dt_s = 0.0 if prev is None else now_s - prev.time_s
-        kept, problems = screen(collected.samples, lookback.builder.config.pools, previous, dt_s)
+        kept, problems = screen(collected.samples, lookback.builder.config.pools, previous, dt_s,
+                                bounds=self.config.plausibility)
         if not problems:
             return collected
         return replace(collected, samples=tuple(kept),

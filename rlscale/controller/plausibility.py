@@ -3,7 +3,7 @@
 A scrape can be wrong without failing: a bit flip, an exporter bug, a proxy serving another
 page, a hostile pod. Before a pod's sample reaches the observation it is checked against
 what its pool's profile (:class:`~rlscale.metrics.observation.PoolInfo`) makes physically
-possible, with wide margins (:class:`Bounds`):
+possible, with wide margins (:class:`~rlscale.controller.config.PlausibilityConfig`):
 
 * gauges: running requests at most ``running_factor x max_num_seqs`` (vLLM runs at most
   ``max_num_seqs``), waiting requests at most ``waiting_factor x max_num_seqs``, KV-cache
@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 
 from rlscale.controller.cluster_state import Problem
+from rlscale.controller.config import PlausibilityConfig
 from rlscale.metrics.observation_config import PoolInfo
 from rlscale.metrics.snapshot import PodSample
 
@@ -36,17 +36,6 @@ REQUEST_SERIES = ("request_success_total", "time_to_first_token_seconds",
 TOKEN_SERIES = ("prompt_tokens_total", "generation_tokens_total", "inter_token_latency_seconds",
                 "num_preemptions_total")
 """Counters (or histogram counts) that grow by at most one per token."""
-
-
-@dataclass(frozen=True)
-class Bounds:
-    """Margins over a pool's profile (dimensionless factors; tokens per second per GPU)."""
-
-    request_factor: float = 100.0
-    running_factor: float = 4.0
-    waiting_factor: float = 100.0
-    tokens_per_s_per_gpu: float = 1e6
-    kv_max: float = 1.05
 
 
 def _series(sample: PodSample, name: str) -> float:
@@ -59,7 +48,7 @@ def _growth(now: float, before: float) -> float:
     return now - before if now >= before else now
 
 
-def _gauge_faults(sample: PodSample, info: PoolInfo, bounds: Bounds) -> Iterator[str]:
+def _gauge_faults(sample: PodSample, info: PoolInfo, bounds: PlausibilityConfig) -> Iterator[str]:
     limits = (("num_requests_running", bounds.running_factor * info.max_num_seqs),
               ("num_requests_waiting", bounds.waiting_factor * info.max_num_seqs),
               ("kv_cache_usage_perc", bounds.kv_max))
@@ -70,7 +59,7 @@ def _gauge_faults(sample: PodSample, info: PoolInfo, bounds: Bounds) -> Iterator
 
 
 def _rate_faults(sample: PodSample, before: PodSample, dt_s: float, info: PoolInfo,
-                 bounds: Bounds) -> Iterator[str]:
+                 bounds: PlausibilityConfig) -> Iterator[str]:
     per_request = bounds.request_factor * info.capacity_rps
     per_token = bounds.tokens_per_s_per_gpu * info.gpus_per_replica
     for names, high in ((REQUEST_SERIES, per_request), (TOKEN_SERIES, per_token)):
@@ -85,8 +74,8 @@ def _rate_faults(sample: PodSample, before: PodSample, dt_s: float, info: PoolIn
 
 
 def screen(samples: Sequence[PodSample], infos: Sequence[PoolInfo],
-           previous: Mapping[str, PodSample], dt_s: float, *, bounds: Bounds = Bounds()
-           ) -> tuple[list[PodSample], list[Problem]]:
+           previous: Mapping[str, PodSample], dt_s: float, *,
+           bounds: PlausibilityConfig | None = None) -> tuple[list[PodSample], list[Problem]]:
     """The plausible ``samples`` and a problem for each one left out.
 
     Args:
@@ -94,7 +83,9 @@ def screen(samples: Sequence[PodSample], infos: Sequence[PoolInfo],
         previous: the last sample used of each pod (the rates' base; a pod absent here is
             only checked for its gauges).
         dt_s: seconds since those samples (rates are not checked when <= 0).
+        bounds: the margins (the config's ``plausibility``; default its defaults).
     """
+    bounds = bounds or PlausibilityConfig()
     by_pool = {info.name: info for info in infos}
     kept: list[PodSample] = []
     problems: list[Problem] = []

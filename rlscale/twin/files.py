@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from rlscale.configschema import MAX_TOKENS_PER_S_PER_GPU
 from rlscale.metrics.observation_config import PoolInfo
 from rlscale.sim.control import control_config
 from rlscale.sim.scenario import Scenario
@@ -106,6 +107,8 @@ def controller_config(scenario: Scenario, *, speed: float, namespace: str, route
         "metrics": {"source": "pods", "port": metrics_port,
                     "timeout_s": _r(min(2.0, max(0.25, interval_s)))},
         "gpus": {"node_label": GPU_LABEL, "resource": GPU_RESOURCE},
+        # pods' counters grow `speed` times faster per wall second
+        "plausibility": {"tokens_per_s_per_gpu": _r(MAX_TOKENS_PER_S_PER_GPU * speed)},
         "leader_election": {"enabled": True, "name": "rlscale-controller",
                             "namespace": namespace, "lease_duration_s": _r(lease_s),
                             "renew_deadline_s": _r(lease_s * 2 / 3),
