@@ -363,9 +363,12 @@ def test_revoked_rbac_is_a_permanent_error_and_regranted_rbac_recovers(
         twin: TwinProc, start: Start, example: LocalPlane) -> None:
     """The real API server's own errors: the pools' RoleBinding deleted (403 Forbidden on
     every read and write in ``llm``) -> no write, the controller keeps running and says why;
-    the binding applied again -> it acts again."""
+    the binding applied again -> it acts again. (The test itself scales H100 back to 1 during
+    the outage; ``outside_writes: override`` makes the controller restore its decision rather
+    than back off from that outside write, the default.)"""
     twin.reset(ONE_EACH, timeout_s=60)
-    ctl = start("rbac", config_for(twin, "rbac-0", policy=STATIC))
+    ctl = start("rbac", config_for(twin, "rbac-0", policy=STATIC,
+                                   outside_writes={"rule": "override"}))
     wait_until(lambda: twin.replicas()[H100] == 2, 20, "the first scale-up", report=ctl.report)
     example.kubectl("delete", "rolebinding", "rlscale-controller", "-n", NAMESPACE)
     revoked = time.time()
