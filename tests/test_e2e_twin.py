@@ -356,7 +356,11 @@ def test_a_hung_pod_blocks_scale_down_and_a_dead_api_blocks_every_write(
     down = [d for d in ctl.decisions() if d["time_s"] >= injected]
     twin.faults({"clear": True})
     assert attempted == []
-    assert {d["reason"] for d in down} == {"MissingMetrics", "StaleMetrics"}, down
+    # Missing while the last good metrics are fresh, then Stale; whether a MissingMetrics
+    # decision shows before staleness_s passes depends on how long the failed reads take.
+    assert {d["reason"] for d in down} <= {"MissingMetrics", "StaleMetrics"}, down
+    assert "StaleMetrics" in {d["reason"] for d in down}, down
+    assert all(d["kept"] and not d["actions"] for d in down), down
     recovered = time.time()
     wait_until(lambda: any(not d["kept"] for d in ctl.decisions()
                            if d["time_s"] >= recovered), 20, "decisions once the API is back",
