@@ -332,6 +332,25 @@ class ControllerProc(Proc):
             return False
 
 
+def start_controller(started: list[ControllerProc], tmp_path: Path, name: str,
+                     config: dict[str, Any], kubeconfig: Path) -> ControllerProc:
+    """Start controller ``name`` on ``kubeconfig`` and wait until it serves; it joins
+    ``started`` (for :func:`stop_controllers` at teardown)."""
+    proc = ControllerProc(tmp_path, name, config, kubeconfig)
+    started.append(proc)
+    wait_until(lambda: proc.ready() or not proc.alive, 60, f"controller {name} to serve",
+               report=proc.report)
+    assert proc.alive, proc.report()
+    return proc
+
+
+def stop_controllers(started: list[ControllerProc]) -> None:
+    """Stop every controller started, printing each log's tail (shown on failure)."""
+    for proc in started:
+        proc.stop(timeout_s=5)
+        print(proc.report(40))
+
+
 def alive_without_traceback(proc: ControllerProc) -> None:
     """The controller still runs and never logged a traceback."""
     assert proc.alive, proc.report()

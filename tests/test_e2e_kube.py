@@ -46,6 +46,8 @@ from e2e_procs import (  # noqa: E402 (after the skips)
     alive_without_traceback,
     controller_config,
     event_time,
+    start_controller,
+    stop_controllers,
     wait_until,
 )
 
@@ -127,17 +129,10 @@ def start(tmp_path: Path, sa_kubeconfig: Path, example: LocalPlane) -> Iterator[
     started: list[ControllerProc] = []
 
     def run(name: str, config: dict[str, Any]) -> ControllerProc:
-        proc = ControllerProc(tmp_path, name, config, sa_kubeconfig)
-        started.append(proc)
-        wait_until(lambda: proc.ready() or not proc.alive, 60, f"controller {name} to serve",
-                   report=proc.report)
-        assert proc.alive, proc.report()
-        return proc
+        return start_controller(started, tmp_path, name, config, sa_kubeconfig)
 
     yield run
-    for proc in started:
-        proc.stop(timeout_s=5)
-        print(proc.report(40))
+    stop_controllers(started)
     example.kubectl("delete", "lease", LEASE, "-n", SYSTEM, "--ignore-not-found")
 
 

@@ -38,6 +38,8 @@ from e2e_procs import (  # noqa: E402 (after the skips)
     controller_writes,
     event_time,
     prometheus_binary,
+    start_controller,
+    stop_controllers,
     wait_until,
 )
 
@@ -82,17 +84,10 @@ def start(tmp_path: Path) -> Iterator[Start]:
     started: list[ControllerProc] = []
 
     def run(name: str, config: dict[str, Any], twin: TwinProc) -> ControllerProc:
-        proc = ControllerProc(tmp_path, name, config, twin.kubeconfig)
-        started.append(proc)
-        wait_until(lambda: proc.ready() or not proc.alive, 60, f"controller {name} to serve",
-                   report=proc.report)
-        assert proc.alive, proc.report()
-        return proc
+        return start_controller(started, tmp_path, name, config, twin.kubeconfig)
 
     yield run
-    for proc in started:
-        proc.stop(timeout_s=5)
-        print(proc.report(40))
+    stop_controllers(started)
 
 
 def history(twin: TwinProc) -> tuple[dict[str, list[tuple[float, int]]],
