@@ -19,6 +19,7 @@ def test_ruff_is_clean() -> None:
     assert result.returncode == 0, "ruff found problems; run `ruff check --fix`:\n" + result.stdout
 
 
+@pytest.mark.slow  # about a minute on a fresh clone (no mypy cache)
 def test_mypy_is_clean() -> None:
     pytest.importorskip("mypy", reason="mypy is not installed (dev extra)")
     result = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True,

@@ -275,6 +275,53 @@ def test_a_starting_pod_without_metrics_is_no_gap() -> None:
         ("ScrapeFailed", "degraded", "a-1"), ("ScrapeFailed", "degraded", "b-0")]
 
 
+@pytest.mark.parametrize("afterwards", ["deleted", "terminating"])
+def test_a_pod_deleted_between_the_list_and_its_scrape_is_no_gap(afterwards: str) -> None:
+    """A scale-down can remove a pod after the pods were listed and before its ``/metrics``
+    is read (vLLM closes its server on SIGTERM): the pool is read again, the pod counts as
+    gone or draining, and the decision is not a fallback for partial metrics."""
+    pods = [pod("a-0", "vllm-a", ip="10.0.0.1"), pod("b-0", "vllm-b", ip="10.0.0.2"),
+            pod("b-1", "vllm-b", ip="10.0.0.3")]
+    core = FakeCore(pods)
+    reader = ClusterReader(clients(FakeApps(deployment("vllm-a"), deployment("vllm-b")), core))
+    page = render_pod_metrics(_samples()["a-0"], model_name="m")
+
+    def fetch(url: str, timeout_s: float) -> str:
+        if "10.0.0.3" in url:  # b-1 is removed while the scrape runs
+            core.pods = [p for p in core.pods if p.metadata.name != "b-1"] + (
+                [pod("b-1", "vllm-b", ip="10.0.0.3", terminating=True, ready=False)]
+                if afterwards == "terminating" else [])
+            raise ConnectionRefusedError("vLLM has shut its server down")
+        return page
+
+    source = PodScrapeSource(reader, fetch=fetch)
+    try:
+        collected = source.collect(POOLS, 0.0)
+    finally:
+        source.close()
+    assert collected.with_severity("partial", "missing") == ()
+    assert collected.pools["b"].ready == 1
+    assert collected.pools["b"].draining == (afterwards == "terminating")
+    assert [(p.kind, p.severity, p.pod) for p in collected.problems] == [
+        ("ScrapeFailed", "degraded", "b-1")]
+
+
+def test_a_ready_pod_that_stays_listed_and_refuses_is_a_gap() -> None:
+    pods = [pod("a-0", "vllm-a", ip="10.0.0.1"), pod("b-0", "vllm-b", ip="10.0.0.2"),
+            pod("b-1", "vllm-b", ip="10.0.0.3")]
+    page = render_pod_metrics(_samples()["a-0"], model_name="m")
+
+    def fetch(url: str, timeout_s: float) -> str:
+        if "10.0.0.3" in url:
+            raise ConnectionRefusedError("refused")
+        return page
+
+    collected = _scrape(pods, fetch)
+    assert [(p.kind, p.severity, p.pod) for p in collected.problems] == [
+        ("ScrapeFailed", "partial", "b-1")]
+    assert collected.pools["b"].ready == 2
+
+
 # ---------------------------------------------------------------------------------- Prometheus
 def _series(samples: dict[str, PodSample], query: str, eval_s: float,
             sample_age_s: dict[str, float]) -> list[dict[str, Any]]:

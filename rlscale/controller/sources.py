@@ -214,9 +214,42 @@ class PodScrapeSource:
                 problems.append(result)
             else:
                 samples.append(result)
-        problems += pools_without_metrics(state.pools, samples)
-        return CollectedMetrics(now_s, state.pools, tuple(samples), state.weights,
+        pools_state, problems = self._recheck_refused(pools, state.pools, problems)
+        problems += pools_without_metrics(pools_state, samples)
+        return CollectedMetrics(now_s, pools_state, tuple(samples), state.weights,
                                 state.free_gpus, tuple(problems))
+
+    def _recheck_refused(self, pools: Sequence[PoolConfig], states: dict[str, PoolState],
+                         problems: list[Problem]
+                         ) -> tuple[dict[str, PoolState], list[Problem]]:
+        """Read again each pool where a ready pod refused its scrape: a scale-down can delete
+        a pod between the list and the scrape (vLLM closes its server on SIGTERM). A pod
+        that is then gone or terminating is no gap in the metrics (``degraded``), and the
+        pool's counts are the new read's; a pod still listed ready stays ``partial``. A pool
+        that cannot be read again keeps its first state."""
+        refused = {(p.pool, p.pod) for p in problems
+                   if p.kind == "ScrapeFailed" and p.severity == "partial"}
+        if not refused:
+            return states, problems
+        states = dict(states)
+        for pool in pools:
+            if not any(name == pool.name for name, _ in refused):
+                continue
+            try:
+                states[pool.name] = self.reader.read_pool(pool)
+            except Exception:  # the first read stands; the gap stays reported
+                continue
+        out = []
+        for problem in problems:
+            if (problem.pool, problem.pod) in refused:
+                still = {p.name: p for p in states[str(problem.pool)].pods}.get(str(problem.pod))
+                if still is None or not still.ready:
+                    gone = "deleted" if still is None else "no longer ready"
+                    problem = replace(problem, severity="degraded",
+                                      message=f"{problem.message} (the pod is {gone} since "
+                                              f"it was listed)")
+            out.append(problem)
+        return states, out
 
     def _scrape(self, pod: PodInfo) -> PodSample | Problem:
         try:
