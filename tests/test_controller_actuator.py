@@ -15,7 +15,7 @@ from rlscale.controller.actuator import (
     backend_weights,
     weights_patch,
 )
-from rlscale.controller.config import RouteConfig
+from rlscale.controller.resources import RouteConfig
 
 ROUTE = RouteConfig("llm", "vllm", {"svc-a": "a", "svc-b": "b"})
 

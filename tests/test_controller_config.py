@@ -12,7 +12,9 @@ from controller_fakes import clients
 
 from rlscale.configschema import ConfigError
 from rlscale.controller.cli import main
-from rlscale.controller.config import load_config, parse_config
+from rlscale.controller.config import LIMITS, load_config, parse_config
+from rlscale.controller.resources import PROFILE_FIELDS
+from rlscale.metrics.observation_config import PoolInfo
 
 EXAMPLE = """
 interval_s: 30
@@ -105,7 +107,7 @@ def _set(data: dict[str, Any], path: str, value: Any) -> None:
     ("pools.1.max_replicas", 0, "pools[1].max_replicas: expected an integer in [1"),
     ("pools.0.min_replicas", 5, "pools[0].max_replicas: expected an integer in [5"),
     ("pools.0.capacity_rps", ..., "pools[0].capacity_rps: required field is missing"),
-    ("pools.0.capacity_rps", 0, "pools[0].capacity_rps: expected a number > 0"),
+    ("pools.0.capacity_rps", 0, "pools[0].capacity_rps: pool 'h100': capacity_rps must be > 0"),
     ("pools.1.deployment", ..., "pools[1].deployment: required field is missing"),
     ("pools.1.name", "h100", "pools[1].name: pool name 'h100' is used twice"),
     ("pools.0.replicas", 3, "pools[0]: unknown field(s) ['replicas']"),
@@ -141,6 +143,21 @@ def test_config_errors_name_the_field(path: str, value: Any, message: str) -> No
     with pytest.raises(ConfigError) as caught:
         parse_config(data)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("key", PROFILE_FIELDS)
+def test_every_profile_fact_is_pool_infos_and_bounded_above(key: str) -> None:
+    """The config's profile facts are :class:`PoolInfo`'s fields, read into one: an absurd
+    value of any numeric one is refused by name (a new PoolInfo field needs its LIMITS)."""
+    config = parse_config(example())
+    assert config.pools[0].pool_info() == PoolInfo(
+        "h100", "H100", 1, 4, 256, 6.88, 12.0, 4)
+    if isinstance(getattr(config.pools[0].pool_info(), key), str):
+        return
+    data = example()
+    data["pools"][0][key] = LIMITS[key] * 10
+    with pytest.raises(ConfigError, match=rf"pools\[0\]\.{key}: expected"):
+        parse_config(data)
 
 
 def test_a_bundle_with_some_profile_facts_needs_all_of_them() -> None:

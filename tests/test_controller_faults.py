@@ -57,12 +57,13 @@ from rlscale.configschema import ConfigError
 from rlscale.controller.actuator import FencedError, KubernetesActuator, RetryPolicy
 from rlscale.controller.clocks import SteadyClock
 from rlscale.controller.cluster_state import ClusterReader
-from rlscale.controller.config import PoolConfig, RouteConfig, parse_config
+from rlscale.controller.config import parse_config
 from rlscale.controller.leader import LeaderElector
 from rlscale.controller.loop import ControlLoop
 from rlscale.controller.observability import ControllerMetrics, EventRecorder
+from rlscale.controller.pod_scrape import PodScrapeSource
 from rlscale.controller.policies import TrackedPolicy, build_policy_setup
-from rlscale.controller.sources import PodScrapeSource
+from rlscale.controller.resources import PoolConfig, RouteConfig
 from rlscale.metrics.exposition import render_pod_metrics
 from rlscale.metrics.intervals import interval_stats
 from rlscale.metrics.snapshot import ClusterSnapshot, PoolStatus

@@ -29,8 +29,8 @@ from rlscale.controller.kube import KubeClients  # noqa: E402
 from rlscale.controller.leader import LeaderElector  # noqa: E402
 from rlscale.controller.loop import ControlLoop  # noqa: E402
 from rlscale.controller.observability import EventRecorder  # noqa: E402
+from rlscale.controller.pod_scrape import PodScrapeSource  # noqa: E402
 from rlscale.controller.policies import build_policy_setup  # noqa: E402
-from rlscale.controller.sources import PodScrapeSource  # noqa: E402
 from rlscale.metrics.exposition import render_pod_metrics  # noqa: E402
 from rlscale.twin.kubeapi import (  # noqa: E402
     DEPLOYMENTS,

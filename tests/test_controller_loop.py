@@ -35,8 +35,8 @@ from rlscale.agents.action_space import ActionSpec
 from rlscale.agents.bundle.format import ActorNetwork, BundleSpec
 from rlscale.agents.bundle.io import save_bundle
 from rlscale.agents.policy import Decision, PolicyContext, PolicyInput
-from rlscale.controller.cluster_state import PodInfo, PoolState, Problem
-from rlscale.controller.config import ControllerConfig, RouteConfig, parse_config
+from rlscale.controller.cluster_state import PodInfo, PoolState
+from rlscale.controller.config import ControllerConfig, parse_config
 from rlscale.controller.loop import ControlLoop, DecisionRecord
 from rlscale.controller.observability import (
     ControllerMetrics,
@@ -44,6 +44,8 @@ from rlscale.controller.observability import (
     HealthServer,
 )
 from rlscale.controller.policies import PolicySetup, TrackedPolicy, build_policy_setup
+from rlscale.controller.problems import Problem
+from rlscale.controller.resources import RouteConfig
 from rlscale.controller.sources import CollectedMetrics
 from rlscale.logformat import JsonFormatter, TextFormatter, formatter_for
 from rlscale.metrics.observation import ObservationBuilder

@@ -31,9 +31,10 @@ from controller_fakes import (
 from kubernetes.client import V1LabelSelector, V1LabelSelectorRequirement
 
 from rlscale.controller.cluster_state import ClusterReader, label_selector
-from rlscale.controller.config import GpuConfig, PoolConfig, RouteConfig
+from rlscale.controller.pod_scrape import PodScrapeSource
 from rlscale.controller.prometheus import PrometheusSource, spellings
-from rlscale.controller.sources import CollectedMetrics, PodScrapeSource
+from rlscale.controller.resources import GpuConfig, PoolConfig, RouteConfig
+from rlscale.controller.sources import CollectedMetrics
 from rlscale.metrics.exposition import Spelling, render_pod_metrics
 from rlscale.metrics.snapshot import PodSample
 from rlscale.metrics.vllm import METRICS

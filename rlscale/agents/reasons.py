@@ -13,7 +13,7 @@ Every constant here is a plain ``str`` (comparable, serializable, usable as a la
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal
 
 # --- the policy itself ------------------------------------------------------------------
 POLICY: Final = "Policy"
@@ -55,6 +55,29 @@ MISSING_METRICS: Final = "MissingMetrics"
 PARTIAL_METRICS: Final = "PartialMetrics"
 BAD_METRICS: Final = "BadMetrics"
 BUNDLE_LOAD_FAILED: Final = "BundleLoadFailed"
+
+# --- the controller: what it could not observe (``Problem.kind``) -----------------------
+ProblemKind = Literal[
+    "SourceFailed",             # the metric source raised (the whole collection is missing)
+    "ScrapeFailed",             # a pod's /metrics refused or answered with an error status
+    "ScrapeTimeout",            # a pod's /metrics did not answer in time (or is still busy)
+    "ParseError",               # a pod's page or a Prometheus series could not be read
+    "NoPodMetrics",             # no ready pod of a pool gave metrics
+    "BackfilledPods",           # pods read again after a gap: their growth over it is unknown
+    "PrometheusDown",           # Prometheus could not be queried
+    "PodNotInPrometheus",       # a running pod has no series in Prometheus
+    "StaleSample",              # a pod's newest sample in Prometheus is too old
+    "StaleMetrics",             # the pool's newest samples are all too old
+    "DeploymentUnavailable",    # a pool's Deployment or pods could not be read
+    "RouteUnavailable",         # the HTTPRoute could not be read (weights unknown)
+    "BackendRefMissing",        # a configured backendRef is in no rule of the HTTPRoute
+    "GpuInventoryUnavailable",  # nodes or pods could not be listed (free GPUs unknown)
+    "ImplausibleMetrics",       # a pod's sample is beyond physical bounds (left out)
+    "OutsideWrite",             # someone else changed the replicas or weights we wrote
+]
+"""Why something could not be observed (the controller's problems; their severity decides
+what the loop does, :mod:`rlscale.controller.problems`). ``StaleMetrics`` and
+``SourceFailed`` are also the reasons of the decisions they cause."""
 
 
 def pool_reason(reason: str, pool: str) -> str:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from rlscale.controller.cluster_state import GATEWAY_GROUP, GATEWAY_VERSION, HTTPROUTES
-from rlscale.controller.config import RouteConfig
 from rlscale.controller.kube import KubeClients, api_status, describe, get, is_temporary
+from rlscale.controller.resources import RouteConfig
 from rlscale.weights import integer_weights
 
 T = TypeVar("T")

@@ -38,22 +38,10 @@ from rlscale.controller.observability import (
 )
 from rlscale.controller.outside_writes import hpa_targets
 from rlscale.controller.policies import build_policy_setup
-from rlscale.controller.prometheus import PrometheusSource
-from rlscale.controller.sources import MetricSource, PodScrapeSource
+from rlscale.controller.sources import MetricSource
 from rlscale.logformat import LOG_FORMATS, configure_logging
 
 log = logging.getLogger("rlscale.controller")
-
-
-def build_source(config: ControllerConfig, reader: ClusterReader) -> MetricSource:
-    """The metric source the config asks for."""
-    metrics = config.metrics
-    if metrics.source == "prometheus":
-        assert metrics.url is not None
-        return PrometheusSource(reader, metrics.url, timeout_s=metrics.timeout_s,
-                                staleness_s=config.staleness_s)
-    return PodScrapeSource(reader, port=metrics.port, path=metrics.path,
-                           timeout_s=metrics.timeout_s, max_workers=metrics.max_workers)
 
 
 @dataclass
@@ -77,7 +65,7 @@ def build_controller(config: ControllerConfig, clients: KubeClients) -> Controll
     for warning in setup.warnings:
         log.warning("%s", warning, extra={"fields": {"event": "ConfigWarning"}})
     reader = ClusterReader(clients, route=config.httproute, gpus=config.gpus)
-    source = build_source(config, reader)
+    source = config.metrics.build(reader, config.staleness_s)
     metrics = ControllerMetrics()
     lease = config.leader_election
     identity = lease.identity or default_identity()

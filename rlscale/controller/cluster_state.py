@@ -29,45 +29,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from rlscale.controller.config import GpuConfig, PoolConfig, RouteConfig
 from rlscale.controller.kube import KubeClients, describe, get
 from rlscale.controller.outside_writes import replicas_manager
-
-Severity = Literal["missing", "partial", "stale", "degraded"]
-"""``missing``: a pool's data is unusable (keep the current state); ``partial``: some pods
-lack metrics (fallback, no scale-down); ``stale``: metrics too old (keep the current state);
-``degraded``: a secondary input (routing weights, free GPUs) is unknown."""
+from rlscale.controller.problems import Problem
+from rlscale.controller.resources import GpuConfig, PoolConfig, RouteConfig
 
 GATEWAY_GROUP = "gateway.networking.k8s.io"
 GATEWAY_VERSION = "v1"
 HTTPROUTES = "httproutes"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """Something the controller could not observe, and why.
-
-    Attributes:
-        kind: CamelCase (``ScrapeFailed``, ``ScrapeTimeout``, ``ParseError``,
-            ``PrometheusDown``, ``PodNotInPrometheus``, ``StaleSample``,
-            ``DeploymentUnavailable``, ``RouteUnavailable``, ``BackendRefMissing``,
-            ``GpuInventoryUnavailable``, ``ImplausibleMetrics``, ``OutsideWrite``).
-        severity: see :data:`Severity`.
-        pool / pod: what it concerns (None: cluster-wide or the whole pool).
-        message: a human sentence.
-    """
-
-    kind: str
-    severity: Severity
-    message: str
-    pool: str | None = None
-    pod: str | None = None
-
-    def __str__(self) -> str:
-        where = "/".join(x for x in (self.pool, self.pod) if x)
-        return f"{self.kind}{f'[{where}]' if where else ''}: {self.message}"
 
 
 @dataclass(frozen=True)

@@ -70,7 +70,7 @@ of any plausible range is an error that names the field, never a run that exhaus
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -79,74 +79,24 @@ import yaml
 from rlscale.agents.baselines import knobs_of
 from rlscale.agents.shield import ShieldConfig
 from rlscale.configschema import MAX_REPLICAS, MAX_TOKENS_PER_S_PER_GPU, ConfigError, Section
+from rlscale.controller.pod_scrape import PodScrapeSettings
+from rlscale.controller.resources import PROFILE_FIELDS, GpuConfig, PoolConfig, RouteConfig
+from rlscale.controller.source_registry import parse_metrics
+from rlscale.controller.sources import SourceSettings
 from rlscale.metrics.observation_config import ObservationConfig, PoolInfo
 
 Mode = Literal["act", "shadow"]
 MODES: tuple[Mode, ...] = ("act", "shadow")
-SOURCES = ("pods", "prometheus")
 STALENESS_INTERVALS = 3.0
 """Without ``staleness_s``, metrics are stale after this many intervals."""
-
-PROFILE_FIELDS = ("gpu_type", "gpus_per_replica", "max_num_seqs", "price_per_replica_hour",
-                  "capacity_rps", "gpu_inventory")
-"""Per-pool facts the observation is normalized with (:class:`PoolInfo` less name and max)."""
 
 LIMITS: dict[str, float] = {
     "interval_s": 3600.0, "staleness_s": 86_400.0, "long_window_s": 7 * 86_400.0,
     "day_length_s": 366 * 86_400.0, "gpus_per_replica": 64, "max_num_seqs": 1_000_000,
     "price_per_replica_hour": 10_000.0, "capacity_rps": 1e6, "gpu_inventory": 1_000_000,
-    "timeout_s": 300.0, "max_workers": 256, "lease_duration_s": 3600.0,
+    "lease_duration_s": 3600.0,
     "slo_s": 3600.0}
 """Upper bounds of the config's numbers (seconds, counts, requests/s, US dollars per hour)."""
-
-
-@dataclass(frozen=True)
-class PoolProfile:
-    """A pool's profile facts (units as :class:`~rlscale.metrics.observation_config.PoolInfo`)."""
-
-    gpu_type: str
-    gpus_per_replica: int
-    max_num_seqs: int
-    price_per_replica_hour: float
-    capacity_rps: float
-    gpu_inventory: int
-
-
-@dataclass(frozen=True)
-class PoolConfig:
-    """One pool: its Deployment, the operator's replica limits and (optionally) its facts."""
-
-    name: str
-    namespace: str
-    deployment: str
-    min_replicas: int
-    max_replicas: int
-    profile: PoolProfile | None = None
-
-    def pool_info(self) -> PoolInfo:
-        """The pool as the observation builder sees it (needs the profile)."""
-        if self.profile is None:
-            raise ValueError(f"pool {self.name!r} has no profile facts in the config")
-        p = self.profile
-        return PoolInfo(self.name, p.gpu_type, p.gpus_per_replica, self.max_replicas,
-                        p.max_num_seqs, p.price_per_replica_hour, p.capacity_rps,
-                        p.gpu_inventory)
-
-
-@dataclass(frozen=True)
-class RouteConfig:
-    """The Gateway API HTTPRoute whose backendRef weights route traffic across pools.
-
-    ``backends`` maps a backendRef (Service) name to the pool it serves.
-    """
-
-    namespace: str
-    name: str
-    backends: dict[str, str]
-
-    def services_of(self, pool: str) -> tuple[str, ...]:
-        """The backendRef names of ``pool``."""
-        return tuple(s for s, p in self.backends.items() if p == pool)
 
 
 @dataclass(frozen=True)
@@ -175,23 +125,6 @@ class SloConfig:
 
 
 @dataclass(frozen=True)
-class MetricsConfig:
-    """Where metrics come from.
-
-    ``pods``: scrape ``http://<podIP>:<port><path>`` of every running pod with
-    ``max_workers`` threads, ``timeout_s`` seconds per scrape. ``prometheus``: instant
-    queries to ``url`` with ``timeout_s`` seconds per query.
-    """
-
-    source: Literal["pods", "prometheus"] = "pods"
-    port: int = 8000
-    path: str = "/metrics"
-    timeout_s: float = 2.0
-    max_workers: int = 16
-    url: str | None = None
-
-
-@dataclass(frozen=True)
 class PlausibilityConfig:
     """Margins over a pool's profile beyond which a pod's sample is left out
     (:mod:`rlscale.controller.plausibility`): completions per second at most
@@ -205,24 +138,6 @@ class PlausibilityConfig:
     waiting_factor: float = 100.0
     tokens_per_s_per_gpu: float = MAX_TOKENS_PER_S_PER_GPU
     kv_max: float = 1.05
-
-
-@dataclass(frozen=True)
-class GpuConfig:
-    """How free GPUs are counted: nodes carrying ``node_label`` (its value mapped through
-    ``types`` to a pool's ``gpu_type``; unmapped values are used as they are), their
-    allocatable ``resource`` minus what scheduled pods (of ``pod_scope``) request."""
-
-    node_label: str = "nvidia.com/gpu.product"
-    resource: str = "nvidia.com/gpu"
-    types: dict[str, str] = field(default_factory=dict)
-    pod_scope: Literal["namespaces", "cluster"] = "namespaces"
-    """Whose pods' GPUs are subtracted: the pools' namespaces' (a Role suffices; GPUs held in
-    other namespaces look free) or the whole cluster's (needs a ClusterRole on pods)."""
-
-    def gpu_type(self, label_value: str) -> str:
-        """The pool GPU type of a node label value."""
-        return self.types.get(label_value, label_value)
 
 
 @dataclass(frozen=True)
@@ -276,7 +191,8 @@ class ControllerConfig:
     staleness_s: float = 90.0
     """Seconds (the parser defaults it to ``STALENESS_INTERVALS x interval_s``)."""
     mode: Mode = "act"
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    metrics: SourceSettings = field(default_factory=PodScrapeSettings)
+    """The metric source's settings (:mod:`rlscale.controller.source_registry`)."""
     gpus: GpuConfig = field(default_factory=GpuConfig)
     shield: ShieldConfig = field(default_factory=ShieldConfig)
     leader_election: LeaderElectionConfig = field(default_factory=LeaderElectionConfig)
@@ -350,7 +266,7 @@ def parse_config(data: Any) -> ControllerConfig:
     config = ControllerConfig(
         pools=pools, policy=policy, httproute=route, fallback=fallback, slo=slo,
         interval_s=interval_s, staleness_s=staleness_s, mode=mode,
-        metrics=_metrics(root.section("metrics")), gpus=_gpus(root.section("gpus")),
+        metrics=parse_metrics(root.section("metrics")), gpus=_gpus(root.section("gpus")),
         shield=_shield(root.section("shield")),
         leader_election=_leader(root.section("leader_election"), pools[0].namespace),
         outside_writes=_outside_writes(root.section("outside_writes")),
@@ -393,19 +309,26 @@ def _check_heuristic(section: Section, name: str, knobs: dict[str, Any]) -> None
                           f"{name!r}; valid: {list(valid)}")
 
 
-def _profile(s: Section) -> PoolProfile:
-    return PoolProfile(
-        gpu_type=s.string("gpu_type"),
-        gpus_per_replica=s.integer("gpus_per_replica", min_value=1,
-                                   max_value=int(LIMITS["gpus_per_replica"])),
-        max_num_seqs=s.integer("max_num_seqs", min_value=1,
-                               max_value=int(LIMITS["max_num_seqs"])),
-        price_per_replica_hour=s.number("price_per_replica_hour", min_value=0.0,
-                                        max_value=LIMITS["price_per_replica_hour"]),
-        capacity_rps=s.number("capacity_rps", min_value=0.0, strict_min=True,
-                              max_value=LIMITS["capacity_rps"]),
-        gpu_inventory=s.integer("gpu_inventory", min_value=0,
-                                max_value=int(LIMITS["gpu_inventory"])))
+def _profile(s: Section, name: str, max_replicas: int) -> PoolInfo:
+    """The pool's :data:`PROFILE_FIELDS`, read as :class:`PoolInfo` types them, each bounded by
+    :data:`LIMITS` (and below by :class:`PoolInfo`'s own checks)."""
+    facts: dict[str, Any] = {}
+    for f in fields(PoolInfo):
+        if f.name not in PROFILE_FIELDS:
+            continue
+        default = () if f.default is MISSING else (f.default,)  # a field with one is optional
+        if f.type == "str":
+            facts[f.name] = s.string(f.name, *default)
+        elif f.type == "int":
+            facts[f.name] = s.integer(f.name, *default, min_value=0,
+                                      max_value=int(LIMITS[f.name]))
+        else:
+            facts[f.name] = s.number(f.name, *default, min_value=0.0, max_value=LIMITS[f.name])
+    try:
+        return PoolInfo(name=name, max_replicas=max_replicas, **facts)
+    except ValueError as err:  # a lower bound of PoolInfo's: name the first field it names
+        where = next((key for key in PROFILE_FIELDS if f"{key} must" in str(err)), "name")
+        raise ConfigError(f"{s.where(where)}: {err}") from None
 
 
 def _pools(root: Section, policy: PolicyConfig) -> tuple[PoolConfig, ...]:
@@ -426,10 +349,11 @@ def _pools(root: Section, policy: PolicyConfig) -> tuple[PoolConfig, ...]:
                                  max_value=MAX_REPLICAS)
         profile = None
         if facts_needed:
-            missing = [key for key in PROFILE_FIELDS if not s.has(key)]
+            missing = [f.name for f in fields(PoolInfo) if f.name in PROFILE_FIELDS
+                       and f.default is MISSING and not s.has(f.name)]
             if missing:
                 raise ConfigError(f"{s.where(missing[0])}: required field is missing ({why})")
-            profile = _profile(s)
+            profile = _profile(s, name, max_replicas)
         s.finish()
         pools.append(PoolConfig(name, namespace, deployment, min_replicas, max_replicas,
                                 profile))
@@ -474,29 +398,6 @@ def _route(root: Section, pools: list[str]) -> RouteConfig | None:
                           f"(map each Service name to its pool)")
     section.finish()
     return route
-
-
-def _metrics(section: Section) -> MetricsConfig:
-    d = MetricsConfig
-    source = section.string("source", d.source, SOURCES)
-    timeout_s = section.number("timeout_s", d.timeout_s, min_value=0.0, strict_min=True,
-                               max_value=LIMITS["timeout_s"])
-    if source == "pods":
-        config = MetricsConfig(
-            "pods", port=section.integer("port", d.port, min_value=1, max_value=65535),
-            path=section.string("path", d.path), timeout_s=timeout_s,
-            max_workers=section.integer("max_workers", d.max_workers, min_value=1,
-                                        max_value=int(LIMITS["max_workers"])))
-        if not config.path.startswith("/"):
-            raise ConfigError(f"{section.where('path')}: must start with '/', got "
-                              f"{config.path!r}")
-    else:
-        url = section.string("url")
-        if not url.startswith(("http://", "https://")):
-            raise ConfigError(f"{section.where('url')}: expected an http(s):// URL, got {url!r}")
-        config = MetricsConfig("prometheus", timeout_s=timeout_s, url=url.rstrip("/"))
-    section.finish()
-    return config
 
 
 def _gpus(section: Section) -> GpuConfig:

@@ -61,12 +61,14 @@ from rlscale.controller.actuator import (
     backend_weights,
 )
 from rlscale.controller.clocks import SteadyClock
-from rlscale.controller.cluster_state import GATEWAY_GROUP, GATEWAY_VERSION, Problem
-from rlscale.controller.config import ControllerConfig, RouteConfig
+from rlscale.controller.cluster_state import GATEWAY_GROUP, GATEWAY_VERSION
+from rlscale.controller.config import ControllerConfig
 from rlscale.controller.observability import ControllerMetrics, EventRecorder
 from rlscale.controller.outside_writes import ROUTE, OutsideWriteGuard
 from rlscale.controller.plausibility import screen
 from rlscale.controller.policies import PolicySetup
+from rlscale.controller.problems import Problem
+from rlscale.controller.resources import RouteConfig
 from rlscale.controller.sources import CollectedMetrics, MetricSource
 from rlscale.metrics.observation import ObservationBuilder
 from rlscale.metrics.observation_config import PoolInfo

@@ -25,8 +25,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 
-from rlscale.controller.cluster_state import Problem
 from rlscale.controller.config import PlausibilityConfig
+from rlscale.controller.problems import Problem
 from rlscale.metrics.observation_config import PoolInfo
 from rlscale.metrics.snapshot import PodSample
 

@@ -32,7 +32,8 @@ from rlscale.agents.policy import (
 )
 from rlscale.agents.shield import Shield
 from rlscale.configschema import ConfigError
-from rlscale.controller.config import PROFILE_FIELDS, ControllerConfig
+from rlscale.controller.config import ControllerConfig
+from rlscale.controller.resources import PROFILE_FIELDS
 from rlscale.metrics.observation_config import ObservationConfig
 
 log = logging.getLogger("rlscale.controller")

@@ -30,11 +30,15 @@ import urllib.error
 import urllib.parse
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from rlscale.controller.cluster_state import ClusterReader, PodInfo, Problem
-from rlscale.controller.config import PoolConfig
+from rlscale.configschema import ConfigError, Section
+from rlscale.controller.cluster_state import ClusterReader, PodInfo
+from rlscale.controller.problems import Problem
+from rlscale.controller.resources import PoolConfig
 from rlscale.controller.sources import (
+    MAX_TIMEOUT_S,
     CollectedMetrics,
     Fetch,
     http_get,
@@ -82,6 +86,33 @@ def spellings(spec: MetricSpec, suffix: str = "") -> list[str]:
 def any_spelling(spec: MetricSpec, matcher: str, suffix: str = "") -> str:
     """``name1{matcher} or name2{matcher} or ...`` over :func:`spellings`."""
     return " or ".join(f"{name}{{{matcher}}}" for name in spellings(spec, suffix))
+
+
+@dataclass(frozen=True)
+class PrometheusSettings:
+    """``metrics:`` with ``source: prometheus``: instant queries to ``url`` (required,
+    ``http(s)://``) with ``timeout_s`` seconds per query."""
+
+    url: str
+    source: ClassVar[str] = "prometheus"
+    timeout_s: float = 2.0
+
+    @classmethod
+    def parse(cls, section: Section) -> PrometheusSettings:
+        """Read the section's keys (``source`` read already); refuses unknown ones."""
+        url = section.string("url")
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{section.where('url')}: expected an http(s):// URL, got {url!r}")
+        settings = cls(url.rstrip("/"), timeout_s=section.number(
+            "timeout_s", cls.timeout_s, min_value=0.0, strict_min=True,
+            max_value=MAX_TIMEOUT_S))
+        section.finish()
+        return settings
+
+    def build(self, reader: ClusterReader, staleness_s: float) -> PrometheusSource:
+        """The source; samples older than ``staleness_s`` seconds are stale."""
+        return PrometheusSource(reader, self.url, timeout_s=self.timeout_s,
+                                staleness_s=staleness_s)
 
 
 class PrometheusSource:
