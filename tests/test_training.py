@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rlscale.configschema import ConfigError
-from rlscale.training.config import load_train_config
+from rlscale.training.config import TrainConfig, load_train_config, train_config_from_dict
 
 pytest.importorskip("sb3_contrib", reason="the train extra is not installed")
 
@@ -25,6 +25,12 @@ def test_the_packaged_config_loads_and_overrides_apply() -> None:
     assert config.imitation.expert == "planner:headroom=0.2"
     assert config.reward == {"cost": 0.8}
     assert config.as_dict()["ppo"]["net_arch"] == [128, 128]
+
+
+def test_an_empty_config_is_the_dataclass_defaults() -> None:
+    """Defaults live in the dataclasses only: the parser reads them."""
+    assert train_config_from_dict({}) == TrainConfig()
+    assert train_config_from_dict({"ppo": {}, "eval": {}, "imitation": {}}) == TrainConfig()
 
 
 @pytest.mark.parametrize(("override", "message"), [

@@ -204,34 +204,35 @@ def _str_list(section: Section, key: str, default: list[str]) -> tuple[str, ...]
 
 
 def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    """Validate a parsed training config."""
+    """Validate a parsed training config (defaults: the dataclasses')."""
+    dp, de, di, dt = PPOConfig, EvalConfig, ImitationConfig, TrainConfig
     top = Section(data, "train")
     p = top.section("ppo")
     ppo = PPOConfig(
-        learning_rate=p.number("learning_rate", 3e-4, min_value=0, strict_min=True),
-        n_steps=p.integer("n_steps", 512, min_value=8),
-        batch_size=p.integer("batch_size", 256, min_value=8),
-        n_epochs=p.integer("n_epochs", 10, min_value=1),
-        gamma=p.number("gamma", 0.97, min_value=0, max_value=1),
-        gae_lambda=p.number("gae_lambda", 0.95, min_value=0, max_value=1),
-        clip_range=p.number("clip_range", 0.2, min_value=0, strict_min=True),
-        ent_coef=p.number("ent_coef", 0.005, min_value=0),
-        net_arch=_int_list(p, "net_arch", [128, 128]),
-        activation=p.string("activation", "tanh", ACTIVATIONS),
+        learning_rate=p.number("learning_rate", dp.learning_rate, min_value=0, strict_min=True),
+        n_steps=p.integer("n_steps", dp.n_steps, min_value=8),
+        batch_size=p.integer("batch_size", dp.batch_size, min_value=8),
+        n_epochs=p.integer("n_epochs", dp.n_epochs, min_value=1),
+        gamma=p.number("gamma", dp.gamma, min_value=0, max_value=1),
+        gae_lambda=p.number("gae_lambda", dp.gae_lambda, min_value=0, max_value=1),
+        clip_range=p.number("clip_range", dp.clip_range, min_value=0, strict_min=True),
+        ent_coef=p.number("ent_coef", dp.ent_coef, min_value=0),
+        net_arch=_int_list(p, "net_arch", list(dp.net_arch)),
+        activation=p.string("activation", dp.activation, ACTIVATIONS),
     )
     p.finish()
     e = top.section("eval")
     evaluation = EvalConfig(
-        every_steps=e.integer("every_steps", 40_000, min_value=0),
-        split=e.string("split", "validation", ("validation", "test")),
-        seeds=_int_list(e, "seeds", [0]),
-        baselines=_str_list(e, "baselines", ["hpa", "planner"]),
-        final_split=e.string("final_split", "test", ("validation", "test")),
-        final_seeds=_int_list(e, "final_seeds", [0, 1, 2]),
-        final_policies=_str_list(e, "final_policies",
-                                 ["static", "hpa", "kpa", "keda", "planner", "lookahead"]),
+        every_steps=e.integer("every_steps", de.every_steps, min_value=0),
+        split=e.string("split", de.split, ("validation", "test")),
+        seeds=_int_list(e, "seeds", list(de.seeds)),
+        baselines=_str_list(e, "baselines", list(de.baselines)),
+        final_split=e.string("final_split", de.final_split, ("validation", "test")),
+        final_seeds=_int_list(e, "final_seeds", list(de.final_seeds)),
+        final_policies=_str_list(e, "final_policies", list(de.final_policies)),
         match_attainment_of=_optional_name(e, "match_attainment_of"),
-        min_slo_attainment=e.number("min_slo_attainment", 0.0, min_value=0, max_value=1),
+        min_slo_attainment=e.number("min_slo_attainment", de.min_slo_attainment, min_value=0,
+                                    max_value=1),
     )
     e.finish()
     if evaluation.match_attainment_of and (evaluation.match_attainment_of
@@ -240,12 +241,12 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
                           f"is not one of train.eval.baselines {list(evaluation.baselines)}")
     i = top.section("imitation")
     imitation = ImitationConfig(
-        expert=i.string("expert", "planner:headroom=0.2"),
-        steps=i.integer("steps", 0, min_value=0),
-        rounds=i.integer("rounds", 2, min_value=1, max_value=20),
-        epochs=i.integer("epochs", 15, min_value=1),
-        batch_size=i.integer("batch_size", 256, min_value=8),
-        learning_rate=i.number("learning_rate", 1e-3, min_value=0, strict_min=True),
+        expert=i.string("expert", di.expert),
+        steps=i.integer("steps", di.steps, min_value=0),
+        rounds=i.integer("rounds", di.rounds, min_value=1, max_value=20),
+        epochs=i.integer("epochs", di.epochs, min_value=1),
+        batch_size=i.integer("batch_size", di.batch_size, min_value=8),
+        learning_rate=i.number("learning_rate", di.learning_rate, min_value=0, strict_min=True),
     )
     i.finish()
     _check_expert(imitation.expert)
@@ -254,15 +255,16 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in reward.values()):
         raise ConfigError(f"train.reward: expected a mapping of coefficients, got {reward!r}")
     config = TrainConfig(
-        scenario=top.string("scenario", "hetero-3pool"),
-        total_timesteps=top.integer("total_timesteps", 120_000, min_value=1),
-        n_envs=top.integer("n_envs", 2, min_value=1, max_value=256),
-        seed=top.integer("seed", 0, min_value=0),
-        rollout_engine=top.string("rollout_engine", "request", MODES),
+        scenario=top.string("scenario", dt.scenario),
+        total_timesteps=top.integer("total_timesteps", dt.total_timesteps, min_value=1),
+        n_envs=top.integer("n_envs", dt.n_envs, min_value=1, max_value=256),
+        seed=top.integer("seed", dt.seed, min_value=0),
+        rollout_engine=top.string("rollout_engine", dt.rollout_engine, MODES),
         reward={str(k): float(v) for k, v in reward.items()},
         ppo=ppo,
-        normalize_reward=top.boolean("normalize_reward", True),
-        checkpoint_every_steps=top.integer("checkpoint_every_steps", 10_000, min_value=1),
+        normalize_reward=top.boolean("normalize_reward", dt.normalize_reward),
+        checkpoint_every_steps=top.integer("checkpoint_every_steps", dt.checkpoint_every_steps,
+                                           min_value=1),
         eval=evaluation,
         imitation=imitation,
         workloads=_workloads(top.raw("workloads", None)),
