@@ -18,7 +18,7 @@ row    fault                                                                  te
 9      a backendRef removed while its desired weight is 0                     ``*_backend_ref*``
 10     ``max_replicas: 1e12``, a huge rate, a trace with a 1e300 s gap         ``*_absurd_input*``
 11     ``controller --once`` with the API down                                ``*_api_down*``
-12     ``controller --once --mode shadow`` keeps the Lease                    ``*_shadow_once*``
+12     ``controller --mode shadow`` takes the Lease from the acting one       ``*_shadow_mode_never*``
 13     ``evaluate`` with a bad bundle leaves ``tuned.json`` behind             ``*_evaluate_*``
 =====  =====================================================================  ===============
 """
@@ -477,17 +477,24 @@ def test_once_exits_non_zero_when_the_api_is_down(tmp_path: Path,
     assert code == cli.ONCE_UNDECIDED != 0
 
 
-def test_shadow_once_releases_the_lease(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_shadow_mode_never_campaigns_for_the_lease(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A shadow controller next to the acting one (same Lease name, the usual way to try a
+    policy) must not take the Lease: the acting one would become a follower and stop
+    scaling."""
     leases = FakeLeases()
     fake = clients(FakeApps(deployment("vllm-a"), deployment("vllm-b")), FakeCore(),
                    FakeCustom(httproute({"svc-a": 1, "svc-b": 1})), leases)
     monkeypatch.setattr(cli, "load_clients", lambda _path: fake)
     monkeypatch.setattr(cli, "configure_logging", lambda *args, **kwargs: None)
     cli.main(["--config", str(_write_config(tmp_path)), "--once", "--mode", "shadow"])
-    assert json.loads(capsys.readouterr().out)["mode"] == "shadow"
-    assert leases.called("create_namespaced_lease")  # it took the Lease ...
-    assert leases.holder() is None  # ... and gave it back
+    out = json.loads(capsys.readouterr().out)
+    assert out["mode"] == "shadow"
+    assert out["leader"] is False and not out["kept"]  # it decided, as a non-leader
+    assert not leases.called("create_namespaced_lease")
+    assert not leases.called("replace_namespaced_lease")
+    assert leases.holder() is None
 
 
 # ---------------------------------------------------------------------------------- row 13

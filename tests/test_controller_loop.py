@@ -610,7 +610,7 @@ def test_serve_mode_answers_probes_and_stops_cleanly_on_sigterm(tmp_path: Path) 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    data = config_data(mode="shadow", leader_election={"identity": "c-0"},
+    data = config_data(mode="act", leader_election={"identity": "c-0"},
                        http={"address": "127.0.0.1", "port": port})
     path = tmp_path / "controller.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -70,13 +70,16 @@ def build_controller(config: ControllerConfig, clients: KubeClients) -> Controll
     lease = config.leader_election
     identity = lease.identity or default_identity()
     elector = None
-    if lease.enabled:
+    if lease.enabled and config.mode == "act":  # a shadow never takes the acting one's Lease
         elector = LeaderElector(
             clients.coordination, name=lease.name, namespace=lease.namespace,
             identity=identity, lease_duration_s=lease.lease_duration_s,
             renew_deadline_s=lease.renew_deadline_s, retry_period_s=lease.retry_period_s,
             on_change=lambda leader: metrics.is_leader.set(1.0 if leader else 0.0))
-    fence = elector.holds_lease if elector is not None else (lambda: True)
+    if elector is not None:
+        fence = elector.holds_lease
+    else:  # without election an acting controller is the only one; a shadow leads nothing
+        fence = (lambda: True) if config.mode == "act" else (lambda: False)
     actuator = KubernetesActuator(clients, fence=fence) if config.mode == "act" else None
     loop = ControlLoop(config, source, setup, actuator=actuator, metrics=metrics,
                        events=EventRecorder(clients.core, instance=identity), is_leader=fence)
