@@ -161,6 +161,7 @@ def test_shadow_mode_decides_but_writes_nothing(twin: TwinProc, start: Start) ->
     assert {pool: twin.deployment(pool)["metadata"]["resourceVersion"]
             for pool in POOLS} == deployments
     assert twin.route()["metadata"]["resourceVersion"] == route
+    assert twin.lease("rlscale-shadow") is None  # it never campaigned
     alive_without_traceback(ctl)
 
 
