@@ -48,7 +48,13 @@ echo "build.sh: building Kubernetes $kubernetes_version control plane into $out 
 (cd "$here" && nice -n 5 "$go_bin" build -p "$jobs" -trimpath -ldflags "$ldflags" -o "$out/kube.partial" .)
 mv "$out/kube.partial" "$out/kube"
 
-gateway_dir="$(cd "$here" && "$go_bin" mod download -json "sigs.k8s.io/gateway-api@$gateway_api_version" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+# go mod download -json reports its failure inside the JSON (an "Error" field): show it
+if ! download="$(cd "$here" && "$go_bin" mod download -json "sigs.k8s.io/gateway-api@$gateway_api_version" 2>&1)"; then
+	echo "build.sh: cannot download sigs.k8s.io/gateway-api@$gateway_api_version (is the Go module proxy reachable? GOPROXY=$("$go_bin" env GOPROXY)):" >&2
+	echo "$download" >&2
+	exit 1
+fi
+gateway_dir="$(printf '%s\n' "$download" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
 crd="$gateway_dir/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml"
 [ -s "$crd" ] || { echo "build.sh: no HTTPRoute CRD at $crd" >&2; exit 1; }
 cp "$crd" "$out/httproutes.yaml.partial"
