@@ -173,6 +173,8 @@ class AttachedMirror(PoolMirror):
         """Service (HTTPRoute backendRef) -> pool."""
         self._pairs: dict[str, Pod] = {}
         """Real Pod uid -> its simulated pod."""
+        self._names: dict[str, str] = {}
+        """The API's name of each paired simulated pod (by simulated pod name)."""
         self._pods: dict[str, dict[str, Any]] = {}
         """Real Pod uid -> the Pod as last listed."""
         self._shown: dict[str, str] = {}
@@ -307,6 +309,8 @@ class AttachedMirror(PoolMirror):
             cluster.remove_pod(self._pairs.pop(uid))
             self._shown.pop(uid, None)
         self._pods = seen
+        self._names = {sim.name: seen[uid]["metadata"]["name"]
+                       for uid, sim in self._pairs.items() if uid in seen}
         self._follow_deployments(changes)
         self._follow_route(changes)
         return changes
@@ -329,6 +333,10 @@ class AttachedMirror(PoolMirror):
         changes += self._follow_weights(self._get_route(), self.backends)
 
     # ------------------------------------------------------------------ simulator -> API
+    def api_name(self, pod: str) -> str:
+        """The API's name of the simulated pod named ``pod`` (its ReplicaSet's pod name)."""
+        return self._names.get(pod, pod)
+
     async def publish(self) -> None:
         """:meth:`publish_sync` (the twin's loop awaits its mirror)."""
         self.publish_sync()

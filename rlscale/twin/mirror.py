@@ -127,13 +127,18 @@ class PoolMirror:
             ip = self.pod_ips[pod.name] = self.ips.take()
         return ip
 
+    def api_name(self, pod: str) -> str:
+        """The name the API shows for the simulated pod named ``pod`` (the same here)."""
+        return pod
+
     def serving_pods(self) -> dict[str, tuple[str, str]]:
-        """``pod -> (pool, ip)`` of the pods whose vLLM engine runs (ready or draining)."""
+        """``pod -> (pool, ip)`` of the pods whose vLLM engine runs (ready or draining), by
+        their API names."""
         out = {}
         for index, pods in enumerate(self.cluster.pool_pods):
             for pod in pods:
                 if pod.engine is not None:
-                    out[pod.name] = (self.pools[index], self._ip(pod))
+                    out[self.api_name(pod.name)] = (self.pools[index], self._ip(pod))
         return out
 
 

@@ -254,7 +254,7 @@ class Twin:
             if self._targets is not None:
                 self._print(f"[{clock(self.cluster.now_s)}] pod {pod} stopped serving")
         snapshot = cluster_snapshot(self.cluster)
-        self.pod_metrics.samples = {s.pod: s for s in snapshot.pods}
+        self.pod_metrics.samples = {self.mirror.api_name(s.pod): s for s in snapshot.pods}
         targets = self.pod_metrics.targets
         if targets != self._targets:
             self._targets = targets
