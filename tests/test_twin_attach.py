@@ -190,7 +190,8 @@ async def test_a_pod_is_bound_made_ready_drained_and_deleted_as_the_simulator_sa
     # served under the API's pod name (the file_sd ``pod`` label Prometheus matches on)
     assert mirror.serving_pods() == {name: ("llama3-8b-h100", ip)}
     sim_name = mirror.cluster.pool_pods[0][0].name
-    assert sim_name != name and mirror.api_name(sim_name) == name
+    assert sim_name != name
+    assert mirror.api_name(sim_name) == name
     api.delete_gracefully(name)  # the ReplicaSet scales down
     mirror.apply_api()
     await mirror.publish()
