@@ -16,6 +16,7 @@ from rlscale.evaluate.curves import (
     geometric_mean,
 )
 from rlscale.evaluate.policies import PolicySpec
+from rlscale.evaluate.suite import summary_table
 from rlscale.evaluate.sweep import best_setting, neighbours, sweep
 
 
@@ -27,7 +28,8 @@ def test_frontier_keeps_only_points_nothing_beats() -> None:
 def test_cost_at_interpolates_and_refuses_beyond_reach() -> None:
     points = [(0.90, 10.0), (0.95, 12.0), (0.99, 20.0)]
     assert cost_at(points, 0.97) == pytest.approx(16.0)
-    assert cost_at(points, 0.50) == 10.0, "below the curve the cheapest point attains more"
+    assert math.isnan(cost_at(points, 0.50)), "below every point: no setting is as bad"
+    assert cost_at(points, 0.8995) == 10.0, "within 0.1 point of the least: compared with it"
     assert math.isnan(cost_at(points, 0.995))
     assert cost_at(points, 0.9905) == 20.0, "within 0.1 point of the best: compared with it"
 
@@ -59,6 +61,23 @@ def test_a_policy_above_every_curve_point_is_unreached() -> None:
     assert not result.reached
     assert math.isnan(result.ratio)
     assert result.text() == "unreached (best 90.0%)"
+
+
+def test_a_policy_below_every_curve_point_has_no_equal_and_counts_as_worse() -> None:
+    """Failing the SLO is not "cheaper at equal SLO": a policy that attains less than every
+    setting of a baseline is reported below the curve, counted with the families where it is
+    worse, and left out of the geometric mean."""
+    rows = [*_rows("p", [0.2, 0.25], [1.0, 1.0]), *_rows("b:lo", [0.8, 0.8], [4.0, 4.0]),
+            *_rows("b:hi", [0.99, 0.99], [9.0, 9.0])]
+    result = equal_slo_ratio(RunMatrix.from_rows(rows), "p", ["b:lo", "b:hi"])
+    assert result.below
+    assert result.reached
+    assert math.isnan(result.ratio)
+    assert result.text() == "below (least 80.0%)"
+    fair = equal_slo_ratio(RunMatrix.from_rows(
+        [*_rows("q", [0.9, 0.9], [3.0, 3.0]), *rows[2:]]), "q", ["b:lo", "b:hi"])
+    table = summary_table({"fam1": {"p": {"b": result}}, "fam2": {"p": {"b": fair}}})
+    assert "| p | 0.45x (1 worse: 1 below) |" in table, table
 
 
 def test_runs_must_be_shared() -> None:

@@ -10,8 +10,10 @@ any point between them). A policy's **cost at equal SLO** against a curve is
 below 1 when the policy is cheaper than the baseline tuned to the same attainment. A policy
 whose attainment lies above every point of the curve (by more than
 :data:`ATTAINMENT_TOLERANCE`) has no equal: the ratio is undefined (the baseline cannot reach
-it) and :func:`equal_slo_ratio` reports ``reached=False``. Below the
-curve's least attaining point, the cheapest point (which attains more) is the reference.
+it) and :func:`equal_slo_ratio` reports ``reached=False``. A policy attaining less than every
+point has no equal either (``below=True``): no setting of the baseline fails the SLO that
+often, so a lower cost bought with failures is not "cheaper at equal SLO"; the suite counts
+such a family among those where the policy is worse.
 
 The confidence interval resamples the (window, seed) runs with replacement (paired: the policy
 and every curve point take the same resample), recomputes both means, the frontier and the
@@ -47,11 +49,13 @@ def frontier(attainment: Sequence[float], cost: Sequence[float]) -> list[tuple[f
 
 
 def cost_at(points: Sequence[tuple[float, float]], attainment: float) -> float:
-    """The frontier's cost at ``attainment`` (linear between points); NaN above its reach
-    (its best point's attainment plus :data:`ATTAINMENT_TOLERANCE`)."""
-    if not points or attainment > points[-1][0] + ATTAINMENT_TOLERANCE:
+    """The frontier's cost at ``attainment`` (linear between points); NaN outside its reach
+    (above its best point's attainment or below its least, by more than
+    :data:`ATTAINMENT_TOLERANCE`)."""
+    if not points or not (points[0][0] - ATTAINMENT_TOLERANCE <= attainment
+                          <= points[-1][0] + ATTAINMENT_TOLERANCE):
         return math.nan
-    attainment = min(attainment, points[-1][0])
+    attainment = min(max(attainment, points[0][0]), points[-1][0])
     if attainment <= points[0][0]:
         return points[0][1]
     for (a0, c0), (a1, c1) in itertools.pairwise(points):
@@ -110,6 +114,8 @@ class EqualSlo:
         reached: whether the curve reaches the policy's attainment at all.
         curve_cost_usd: the curve's cost at that attainment; best_attainment: the curve's
             highest mean attainment.
+        below: the policy attains less than every point of the curve (no equal; NaN ratio);
+            least_attainment: the curve's lowest mean attainment on its frontier.
     """
 
     ratio: float
@@ -118,11 +124,20 @@ class EqualSlo:
     reached: bool
     curve_cost_usd: float
     best_attainment: float
+    below: bool = False
+    least_attainment: float = math.nan
+
+    @property
+    def comparable(self) -> bool:
+        """Whether the ratio is defined (the curve has a point at the policy's attainment)."""
+        return self.reached and not self.below
 
     def text(self) -> str:
-        """``0.82x [0.75, 0.90]`` or ``unreached (best 97.1%)``."""
+        """``0.82x [0.75, 0.90]``, ``unreached (best 97.1%)`` or ``below (least 80.0%)``."""
         if not self.reached:
             return f"unreached (best {self.best_attainment:.1%})"
+        if self.below:
+            return f"below (least {self.least_attainment:.1%})"
         if math.isnan(self.low):
             return f"{self.ratio:.2f}x"
         return f"{self.ratio:.2f}x [{self.low:.2f}, {self.high:.2f}]"
@@ -145,13 +160,14 @@ def equal_slo_ratio(matrix: RunMatrix, policy: str, curve: Sequence[str],
     mean_att, mean_cost = float(p_att.mean()), float(p_cost.mean())
     points = frontier(list(c_att.mean(axis=1)), list(c_cost.mean(axis=1)))
     reference = cost_at(points, mean_att)
-    best = points[-1][0]
+    least, best = points[0][0], points[-1][0]
     if math.isnan(reference):
-        return EqualSlo(math.nan, math.nan, math.nan, False, math.nan, best)
+        below = mean_att < least
+        return EqualSlo(math.nan, math.nan, math.nan, below, math.nan, best, below, least)
     ratio = mean_cost / reference
     runs = len(p_att)
     if runs < 2:
-        return EqualSlo(ratio, math.nan, math.nan, True, reference, best)
+        return EqualSlo(ratio, math.nan, math.nan, True, reference, best, False, least)
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(samples):
@@ -160,9 +176,9 @@ def equal_slo_ratio(matrix: RunMatrix, policy: str, curve: Sequence[str],
                             c_att[:, pick].mean(axis=1), c_cost[:, pick].mean(axis=1)))
     finite = np.asarray([d for d in draws if math.isfinite(d)])
     if len(finite) < samples // 2:  # the curve mostly fails to reach the policy's attainment
-        return EqualSlo(ratio, math.nan, math.nan, True, reference, best)
+        return EqualSlo(ratio, math.nan, math.nan, True, reference, best, False, least)
     low, high = np.percentile(finite, [2.5, 97.5])
-    return EqualSlo(ratio, float(low), float(high), True, reference, best)
+    return EqualSlo(ratio, float(low), float(high), True, reference, best, False, least)
 
 
 def geometric_mean(values: Sequence[float]) -> float:

@@ -166,8 +166,10 @@ def family_table(rows: list[dict[str, Any]], curves: Curves,
 
 
 def summary_table(judged: dict[str, dict[str, dict[str, EqualSlo]]]) -> str:
-    """Geometric means across families of each policy's cost at equal SLO per curve, and
-    the families where a curve never reaches the policy's attainment."""
+    """Geometric means across families of each policy's cost at equal SLO per curve (over
+    the families where it is defined), the families where the policy is worse (dearer at
+    equal SLO, or below every point of the curve: less reliable than any setting of it) and
+    those where the curve never reaches the policy's attainment."""
     policies = list(dict.fromkeys(p for per in judged.values() for p in per))
     curves = list(dict.fromkeys(c for per in judged.values() for pol in per.values()
                                 for c in pol))
@@ -178,11 +180,13 @@ def summary_table(judged: dict[str, dict[str, dict[str, EqualSlo]]]) -> str:
         for curve in curves:
             results = [per[policy][curve] for per in judged.values()
                        if policy in per and curve in per[policy]]
-            mean = geometric_mean([r.ratio for r in results if r.reached])
+            mean = geometric_mean([r.ratio for r in results if r.comparable])
             unreached = sum(not r.reached for r in results)
-            dominated = sum(r.reached and r.ratio > 1.0 for r in results)
+            below = sum(r.below for r in results)
+            dearer = sum(r.comparable and r.ratio > 1.0 for r in results)
             cell = "n/a" if math.isnan(mean) else f"{mean:.2f}x"
-            cell += f" ({dominated} worse"
+            cell += f" ({dearer + below} worse"
+            cell += f": {below} below" if below else ""
             cell += f", {unreached} unreached)" if unreached else ")"
             cells.append(cell)
         lines.append(f"| {policy} | " + " | ".join(cells) + " |")
