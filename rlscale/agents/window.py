@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from rlscale.agents.policy import PolicyInput
-from rlscale.metrics.intervals import PoolInterval, interval_stats
+from rlscale.metrics.intervals import PoolInterval
 from rlscale.metrics.observation import ObservationBuilder
 from rlscale.metrics.snapshot import ClusterSnapshot
 
@@ -68,7 +68,7 @@ class ObservationWindow:
     def intervals(self) -> tuple[PoolInterval, ...]:
         """What happened in each pool between the previous snapshot and the newest."""
         prev = self.history[-2] if len(self.history) > 1 else None
-        return interval_stats(prev, self.history[-1], self.builder.config)
+        return self.builder.intervals(prev, self.history[-1])
 
     def policy_input(self, desired: Sequence[int], *, time_s: float | None = None,
                      vector: NDArray[np.float32] | None = None) -> PolicyInput:

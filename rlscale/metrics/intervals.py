@@ -215,7 +215,13 @@ def interval_stats(prev: ClusterSnapshot | None, cur: ClusterSnapshot,
     index = {p.name: i for i, p in enumerate(config.pools)}
     after = SnapshotArrays(cur, config, index)
     before = None if prev is None else SnapshotArrays(prev, config, index)
-    stats = interval_arrays(before, after, config, full=True)
+    return pool_intervals(after, interval_arrays(before, after, config, full=True), config)
+
+
+def pool_intervals(after: SnapshotArrays, stats: IntervalArrays,
+                   config: ObservationConfig) -> tuple[PoolInterval, ...]:
+    """The :class:`PoolInterval` records of an interval ending at ``after`` whose per-pool
+    arrays (computed in full) are ``stats``."""
     ready = np.maximum(after.ready, 1.0)
     share = routing_share(after)
     kv = after.pool_sums[:, KV] / np.maximum(after.npods, 1.0)

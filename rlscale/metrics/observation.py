@@ -96,7 +96,9 @@ from rlscale.metrics.intervals import (
     FloatArray,
     IntervalArrays,
     SnapshotArrays,
+    PoolInterval,
     interval_arrays,
+    pool_intervals,
     routing_share,
 )
 from rlscale.metrics.observation_config import ObservationConfig
@@ -139,12 +141,16 @@ class ObservationBuilder:
         self._price = prices / prices.max() if prices.max() > 0 else np.zeros_like(prices)
         self._total_capacity = float(self._capacity.sum())
         self._cache: dict[int, tuple[ClusterSnapshot, SnapshotArrays]] = {}
+        self._short: tuple[ClusterSnapshot | None, ClusterSnapshot, IntervalArrays] | None = None
+        self._pool_intervals: tuple[ClusterSnapshot | None, ClusterSnapshot,
+                                    tuple[PoolInterval, ...]] | None = None
 
     def __getstate__(self) -> dict[str, object]:
         """Pickle (for subprocess vector envs) without the per-snapshot cache: it is keyed by
         object ids, which mean nothing in another process."""
         state = dict(self.__dict__)
         state["_cache"] = {}
+        state["_short"] = state["_pool_intervals"] = None
         return state
 
     def _arrays(self, snapshot: ClusterSnapshot) -> SnapshotArrays:
@@ -177,7 +183,7 @@ class ObservationBuilder:
                 break
         cur = self._arrays(cur_snapshot)
         prev = self._arrays(history[last - 1]) if last >= 1 else None
-        short = interval_arrays(prev, cur, self.config, full=True)
+        short = self._short_interval(history[last - 1] if last >= 1 else None, cur_snapshot)
         if long_ref == last - 1 or last == 0:
             long_arrival = short.arrival_rps
         else:
@@ -186,6 +192,29 @@ class ObservationBuilder:
         if len(self._cache) > len(window) + 8:
             self._cache = {k: v for k, v in self._cache.items() if k in window}
         return self._vector(cur, short, long_arrival)
+
+    def intervals(self, prev: ClusterSnapshot | None,
+                  cur: ClusterSnapshot) -> tuple[PoolInterval, ...]:
+        """What happened in each pool between ``prev`` and ``cur``
+        (:func:`~rlscale.metrics.intervals.interval_stats`), from the arrays :meth:`observe`
+        computed for the same two snapshots when it did."""
+        cached = self._pool_intervals
+        if cached is not None and cached[0] is prev and cached[1] is cur:
+            return cached[2]
+        stats = pool_intervals(self._arrays(cur), self._short_interval(prev, cur), self.config)
+        self._pool_intervals = (prev, cur, stats)
+        return stats
+
+    def _short_interval(self, prev: ClusterSnapshot | None,
+                        cur: ClusterSnapshot) -> IntervalArrays:
+        """The interval arrays in full between two snapshots, kept for the last pair asked."""
+        cached = self._short
+        if cached is not None and cached[0] is prev and cached[1] is cur:
+            return cached[2]
+        before = None if prev is None else self._arrays(prev)
+        short = interval_arrays(before, self._arrays(cur), self.config, full=True)
+        self._short = (prev, cur, short)
+        return short
 
     def _vector(self, cur: SnapshotArrays, short: IntervalArrays,
                 long_arrival: FloatArray) -> npt.NDArray[np.float32]:

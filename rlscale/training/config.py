@@ -93,6 +93,10 @@ class EvalConfig:
     min_slo_attainment: float = 0.0
 
 
+VEC_ENVS = ("subprocess", "inprocess")
+"""Ways to run the training environments (:attr:`TrainConfig.vec_env`)."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Everything a training run needs; ``out`` is where it writes."""
@@ -100,6 +104,11 @@ class TrainConfig:
     scenario: str = "hetero-3pool"
     total_timesteps: int = 120_000
     n_envs: int = 2
+    vec_env: str = "subprocess"
+    """How the ``n_envs`` environments run: ``subprocess`` (SB3's ``SubprocVecEnv``, one
+    process each: for engines that keep a core busy) or ``inprocess`` (SB3's ``DummyVecEnv``,
+    all in the training process: no pickling of observations between processes). One
+    environment always runs in process."""
     seed: int = 0
     rollout_engine: str = "request"
     """Engine of the PPO and imitation rollouts: ``request`` or ``fast`` (see
@@ -258,6 +267,7 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
         scenario=top.string("scenario", dt.scenario),
         total_timesteps=top.integer("total_timesteps", dt.total_timesteps, min_value=1),
         n_envs=top.integer("n_envs", dt.n_envs, min_value=1, max_value=256),
+        vec_env=top.string("vec_env", dt.vec_env, VEC_ENVS),
         seed=top.integer("seed", dt.seed, min_value=0),
         rollout_engine=top.string("rollout_engine", dt.rollout_engine, MODES),
         reward={str(k): float(v) for k, v in reward.items()},

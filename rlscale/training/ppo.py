@@ -121,8 +121,8 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     monitor_dir = out / "monitor"
     monitor_dir.mkdir(exist_ok=True)
     factories = [make_env_factory(config, rank, monitor_dir) for rank in range(config.n_envs)]
-    venv = (SubprocVecEnv(factories, start_method="fork") if config.n_envs > 1
-            else DummyVecEnv(factories))
+    venv = (SubprocVecEnv(factories, start_method="fork")
+            if config.n_envs > 1 and config.vec_env == "subprocess" else DummyVecEnv(factories))
     checkpoints = out / "checkpoints"
     found = latest_checkpoint(checkpoints) if resume else None
     if found is not None:

@@ -27,7 +27,16 @@ from rlscale.sim.fleet import PodFleet
 from rlscale.sim.fluid.log import ArrayLog
 from rlscale.sim.fluid.metrics import PoolMetrics
 from rlscale.sim.fluid.pool import FluidPool
-from rlscale.sim.fluid.requests import PoolRequests
+from rlscale.sim.fluid.requests import (
+    ARRIVAL,
+    DISPATCH,
+    FIRST,
+    ID,
+    OUTPUT,
+    PROMPT,
+    START,
+    PoolRequests,
+)
 from rlscale.sim.pod import Pod, PodPhase
 from rlscale.sim.router import Router
 from rlscale.sim.spec import ClusterSpec
@@ -104,13 +113,11 @@ class FluidCluster(PodFleet):
         self.now_s = end_s
         tokens, requests = self._dispatch(start_s, end_s, starts, shares)
         widths = bounds - starts
+        ends = bounds.tolist()
         for pool, fluid in enumerate(self.fluids):
             self.ready_seconds[pool] += float(serving[:, pool] @ widths)
-            advance = fluid.advance
-            for end, replicas, new_tokens, new_requests in zip(
-                    bounds.tolist(), serving[:, pool].tolist(), tokens[pool].tolist(),
-                    requests[pool].tolist(), strict=True):
-                advance(end, replicas, new_tokens, new_requests)
+            fluid.advance(ends, serving[:, pool].tolist(), tokens[pool].tolist(),
+                          requests[pool].tolist())
             self._finish(pool)
 
     def run_to_completion(self, step_s: float = 60.0, max_s: float = math.inf) -> None:
@@ -202,25 +209,26 @@ class FluidCluster(PodFleet):
 
     def _finish(self, pool: int) -> None:
         """Log the pool's requests that finished by now; update its exported metrics."""
-        done, ttft_s, queue_s = self.queues[pool].resolve()
+        done, finish, ttft_s, queue_s = self.queues[pool].resolve()
         fluid, metrics = self.fluids[pool], self.metrics[pool]
-        metrics.observe_engine(fluid, ttft_s, queue_s, done["finish_s"] - done["dispatch_s"])
-        if not len(done["id"]):
+        metrics.observe_engine(fluid, ttft_s, queue_s, finish - done[:, DISPATCH])
+        if not len(finish):
             return
-        first, finish, output = done["first_s"], done["finish_s"], done["output"]
+        first, arrival, output = done[:, FIRST], done[:, ARRIVAL], done[:, OUTPUT]
+        count = len(finish)
         self.log.append({
-            "arrival_s": done["arrival_s"],
-            "ttft_s": first - done["arrival_s"],
+            "arrival_s": arrival,
+            "ttft_s": first - arrival,
             "itl_s": np.where(output > 1, (finish - first) / np.maximum(output - 1, 1), 0.0),
-            "e2e_s": finish - done["arrival_s"],
-            "queue_s": done["start_s"] - done["dispatch_s"],
+            "e2e_s": finish - arrival,
+            "queue_s": done[:, START] - done[:, DISPATCH],
             "end_s": finish,
-            "id": done["id"].astype(np.int64),
-            "pool": np.full(len(first), pool, np.int64),
-            "prompt_tokens": done["prompt"].astype(np.int64),
+            "id": done[:, ID].astype(np.int64),
+            "pool": np.full(count, pool, np.int64),
+            "prompt_tokens": done[:, PROMPT].astype(np.int64),
             "output_tokens": output.astype(np.int64),
-            "preemptions": np.zeros(len(first), np.int64),
-            "failure": np.zeros(len(first), np.int64),
+            "preemptions": np.zeros(count, np.int64),
+            "failure": np.zeros(count, np.int64),
         })
 
     def _log_failures(self, ids: NDArray[np.int64], at_s: NDArray[np.float64], pool: int,

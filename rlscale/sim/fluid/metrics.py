@@ -84,28 +84,28 @@ class PoolMetrics:
         for pod in serving:
             self._bases.setdefault(pod.id, before)
         counters = self._share - np.stack([self._bases[p.id] for p in serving])
-        cumulative = {name: np.rint(np.cumsum(counters[:, part], axis=1)).astype(np.int64)
-                      for name, part in _SLICES.items()}
+        hists = [[HistogramData(edges, tuple(row), total) for row, total in zip(
+                      np.rint(np.cumsum(counters[:, _SLICES[name]], axis=1)).astype(
+                          np.int64).tolist(),
+                      counters[:, _SUMS[name]].tolist(), strict=True)]
+                 for name, edges in _EDGES.items()]
+        scalars = np.rint(counters[:, :3]).astype(np.int64).tolist()
         running, waiting, usage = fluid.gauges(len(serving))
-        out = []
-        for row, pod in enumerate(serving):
-            values = counters[row]
-            hist = {name: HistogramData(_EDGES[name], tuple(cumulative[name][row].tolist()),
-                                        float(values[_SUMS[name]])) for name in _EDGES}
-            out.append(PodSample(
-                pod=pod.name,
-                pool=self.pool,
-                num_requests_running=round(running / len(serving)),
-                num_requests_waiting=round(waiting / len(serving)),
-                kv_cache_usage_perc=usage,
-                prompt_tokens_total=round(values[_PROMPT]),
-                generation_tokens_total=round(values[_GENERATION]),
-                num_preemptions_total=0,
-                request_success_total=round(values[_SUCCESS]),
-                time_to_first_token_seconds=hist["ttft"],
-                inter_token_latency_seconds=hist["itl"],
-                e2e_request_latency_seconds=hist["e2e"],
-                request_queue_time_seconds=hist["queue"],
-                ready=pod.phase == PodPhase.READY,
-            ))
-        return out
+        running_each, waiting_each = round(running / len(serving)), round(waiting / len(serving))
+        return [PodSample(
+                    pod=pod.name,
+                    pool=self.pool,
+                    num_requests_running=running_each,
+                    num_requests_waiting=waiting_each,
+                    kv_cache_usage_perc=usage,
+                    prompt_tokens_total=prompt,
+                    generation_tokens_total=generation,
+                    num_preemptions_total=0,
+                    request_success_total=success,
+                    time_to_first_token_seconds=ttft,
+                    inter_token_latency_seconds=itl,
+                    e2e_request_latency_seconds=e2e,
+                    request_queue_time_seconds=queue,
+                    ready=pod.phase == PodPhase.READY)
+                for pod, (success, prompt, generation), ttft, itl, e2e, queue in zip(
+                    serving, scalars, *hists, strict=True)]

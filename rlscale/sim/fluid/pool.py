@@ -26,6 +26,7 @@ at that rate until the sub-step's tokens are done (work is not spread over the s
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -81,61 +82,82 @@ class FluidPool:
         self.times[0] = time_s
         self._last = (time_s, 0.0, 0.0)
 
-    def advance(self, end_s: float, replicas: float, new_tokens: float,
-                new_requests: float) -> None:
-        """Run the pool's ``replicas`` engines from the last point to ``end_s`` after
-        ``new_requests`` requests with ``new_tokens`` prompt tokens joined its queue."""
-        i = self.points
-        if i == len(self.times):
+    def advance(self, ends_s: Sequence[float], replicas: Sequence[float],
+                new_tokens: Sequence[float], new_requests: Sequence[float]) -> None:
+        """Run the pool's engines sub-step by sub-step: up to each ``ends_s[j]`` (s, after the
+        last point) with ``replicas[j]`` engines, after ``new_requests[j]`` requests with
+        ``new_tokens[j]`` prompt tokens joined its queue. Appends one curve point each."""
+        count = len(ends_s)
+        first = self.points
+        while first + count > len(self.times):
             self._grow()
+        overhead, prefill_s, decode_s = self.overhead_s, self.prefill_s, self.decode_s
+        context_s, batch, max_seqs = self.context_s, self.batch_tokens, self.max_num_seqs
+        kv_capacity, mean_output = self.kv_capacity, self.mean_output
+        queue_tokens, queue_requests = self.queue_tokens, self.queue_requests
+        decoding, context_tokens = self.decoding, self.context_tokens
+        kv_token_seconds, step_s = self.kv_token_seconds, self.step_s
+        prompt_total, generation_total = self.prompt_tokens_total, self.generation_tokens_total
         last_s, prefilled, iterations = self._last
-        dt = end_s - last_s
-        self.queue_tokens += new_tokens
-        self.queue_requests += new_requests
-        decode_step = self.overhead_s
-        rate = 0.0
-        if replicas > 0 and dt > 0:
-            d = self.decoding / replicas
-            c = self.context_tokens / replicas
-            decode_step = self.overhead_s + self.decode_s * d + self.context_s * (c + d)
-            queue = self.queue_tokens / replicas
-            mean_prompt = self.queue_tokens / self.queue_requests if self.queue_requests else 0.0
-            room = min(queue, max(0.0, self.kv_capacity - c),
-                       max(0.0, self.max_num_seqs - d) * mean_prompt)
-            chunk = self.batch_tokens - d
-            if room <= 0 or chunk <= 0:
-                tokens, steps = 0.0, dt / decode_step
-            else:
-                full = dt / (decode_step + self.prefill_s * chunk)
-                rate = full * chunk * replicas / dt
-                if full * chunk <= room:
-                    tokens, steps = full * chunk, full
+        itl_values, itl_weights = self.itl_values, self.itl_weights
+        exp = math.exp
+        prefilled_out, iterations_out = [0.0] * count, [0.0] * count
+        step_out, rate_out = [overhead] * count, [0.0] * count
+        for j in range(count):
+            end_s, serving = ends_s[j], replicas[j]
+            dt = end_s - last_s
+            queue_tokens += new_tokens[j]
+            queue_requests += new_requests[j]
+            if serving > 0 and dt > 0:
+                d = decoding / serving
+                c = context_tokens / serving
+                decode_step = overhead + decode_s * d + context_s * (c + d)
+                mean_prompt = queue_tokens / queue_requests if queue_requests else 0.0
+                room = min(queue_tokens / serving, max(0.0, kv_capacity - c),
+                           max(0.0, max_seqs - d) * mean_prompt)
+                chunk = batch - d
+                if room <= 0 or chunk <= 0:
+                    tokens, steps = 0.0, dt / decode_step
                 else:
-                    tokens, steps = room, (dt - self.prefill_s * room) / decode_step
-            total = tokens * replicas
-            started = min(self.queue_requests, total / mean_prompt) if total > 0 else 0.0
-            self.queue_tokens = max(0.0, self.queue_tokens - total)
-            self.queue_requests = max(0.0, self.queue_requests - started)
-            if self.decoding > 0:
-                self.itl_values.append(dt / steps)
-                self.itl_weights.append(self.decoding * steps)
-                self.step_s = dt / steps
-            generated = self.decoding * steps
-            kept = math.exp(-steps / self.mean_output)
-            self.context_tokens = (self.context_tokens + generated) * kept + started * mean_prompt
-            self.decoding = self.decoding * kept + started
-            self.kv_token_seconds += self.context_tokens * dt
-            self.prompt_tokens_total += total
-            self.generation_tokens_total += generated + started
-            prefilled += total
-            iterations += steps
-        self.times[i] = end_s
-        self.prefilled[i] = prefilled
-        self.iterations[i] = iterations
-        self.decode_step_s[i] = decode_step
-        self.prefill_rate[i] = rate
-        self.points = i + 1
-        self._last = (end_s, prefilled, iterations)
+                    full = dt / (decode_step + prefill_s * chunk)
+                    rate_out[j] = full * chunk * serving / dt
+                    if full * chunk <= room:
+                        tokens, steps = full * chunk, full
+                    else:
+                        tokens, steps = room, (dt - prefill_s * room) / decode_step
+                total = tokens * serving
+                started = min(queue_requests, total / mean_prompt) if total > 0 else 0.0
+                queue_tokens = max(0.0, queue_tokens - total)
+                queue_requests = max(0.0, queue_requests - started)
+                if decoding > 0:
+                    step_s = dt / steps
+                    itl_values.append(step_s)
+                    itl_weights.append(decoding * steps)
+                generated = decoding * steps
+                kept = exp(-steps / mean_output)
+                context_tokens = (context_tokens + generated) * kept + started * mean_prompt
+                decoding = decoding * kept + started
+                kv_token_seconds += context_tokens * dt
+                prompt_total += total
+                generation_total += generated + started
+                prefilled += total
+                iterations += steps
+                step_out[j] = decode_step
+            prefilled_out[j] = prefilled
+            iterations_out[j] = iterations
+            last_s = end_s
+        span = slice(first, first + count)
+        self.times[span] = ends_s
+        self.prefilled[span] = prefilled_out
+        self.iterations[span] = iterations_out
+        self.decode_step_s[span] = step_out
+        self.prefill_rate[span] = rate_out
+        self.points = first + count
+        self._last = (last_s, prefilled, iterations)
+        self.queue_tokens, self.queue_requests = queue_tokens, queue_requests
+        self.decoding, self.context_tokens = decoding, context_tokens
+        self.kv_token_seconds, self.step_s = kv_token_seconds, step_s
+        self.prompt_tokens_total, self.generation_tokens_total = prompt_total, generation_total
 
     def gauges(self, replicas: int) -> tuple[float, float, float]:
         """(running, waiting, KV-cache usage fraction) over ``replicas`` engines, as vLLM's

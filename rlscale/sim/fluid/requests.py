@@ -21,8 +21,8 @@ COLUMNS = ("id", "arrival_s", "dispatch_s", "prompt", "output", "target", "first
 """Columns of a pool's request rows: workload index, arrival and dispatch times (s), prompt and
 output tokens, the pool's prefilled-token count that completes its prompt, first-token and
 first-scheduled times (s), the pool's engine-step count at which it finishes."""
-(_ID, _ARRIVAL, _DISPATCH, _PROMPT, _OUTPUT, _TARGET, _FIRST, _START,
- _STEP_TARGET) = range(len(COLUMNS))
+(ID, ARRIVAL, DISPATCH, PROMPT, OUTPUT, TARGET, FIRST, START,
+ STEP_TARGET) = range(len(COLUMNS))
 
 
 def crossing(curve: FloatArray, times: FloatArray, targets: FloatArray,
@@ -33,35 +33,52 @@ def crossing(curve: FloatArray, times: FloatArray, targets: FloatArray,
     Between two points the curve is linear, or, with ``rate`` (per unit of time, for the
     segment ending at each point), grows at that rate from the segment's start until it
     reaches the segment's end value."""
-    index = np.searchsorted(curve, targets, side="left")
     out = np.full(len(targets), np.inf)
-    inside = index < len(curve)
-    at = index[inside]
-    before = np.maximum(at - 1, 0)
-    span = curve[at] - curve[before]
-    share = np.divide(targets[inside] - curve[before], span, out=np.zeros(len(at)),
-                      where=span > 0)
-    width = times[at] - times[before]
-    if rate is not None:
-        speed = rate[at]
-        fast = np.divide(targets[inside] - curve[before], speed, out=share * width,
-                         where=speed > 0)
-        share = np.divide(np.minimum(fast, width), width, out=share, where=width > 0)
-    out[inside] = np.where(at == 0, times[0], times[before] + share * width)
+    inside = targets <= curve[-1]
+    out[inside] = reached(curve, times, targets[inside], rate)
     return out
+
+
+def reached(curve: FloatArray, times: FloatArray, targets: FloatArray,
+            rate: FloatArray | None = None) -> FloatArray:
+    """:func:`crossing` for targets the curve reaches (each ``<= curve[-1]``). Points are at
+    increasing times, so a segment has no width only before the first point (``at == 0``,
+    where the answer is the first time and the NaN of 0/0 is not used)."""
+    at = np.searchsorted(curve, targets, side="left")
+    before = at - 1
+    np.maximum(before, 0, out=before)
+    start = curve[before]
+    grown = targets - start
+    span = curve[at] - start
+    width = times[at] - times[before]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = grown / span
+        if rate is not None:
+            speed = rate[at]
+            fast = grown / speed
+            share = np.where(speed > 0, fast, share * width)
+            share = np.minimum(share, width) / width
+        return np.where(at == 0, times[0], times[before] + share * width)
 
 
 class PoolRequests:
     """The requests routed to one pool that have not finished, one row each (columns:
-    ``COLUMNS``; ``id`` is the workload index; times in seconds, NaN until known)."""
+    ``COLUMNS``; ``id`` is the workload index; times in seconds, NaN until known).
+
+    Rows waiting for their first token (:attr:`queued`) stay in dispatch order, so their
+    ``target`` grows down the array and only its head can be reached by the pool's prefill:
+    each :meth:`resolve` looks at that head and at the decoding rows (:attr:`decoding`), never
+    at the whole queue, and costs the same in overload as in a quiet pool.
+    """
 
     def __init__(self, pool: FluidPool) -> None:
         self.pool = pool
         self.routed_tokens = 0.0
-        self.rows = np.zeros((0, len(COLUMNS)))
+        self.queued = np.zeros((0, len(COLUMNS)))
+        self.decoding = np.zeros((0, len(COLUMNS)))
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.queued) + len(self.decoding)
 
     def add(self, ids: NDArray[np.int64], arrival_s: FloatArray, dispatch_s: FloatArray,
             prompt: NDArray[np.int64], output: NDArray[np.int64]) -> None:
@@ -69,76 +86,93 @@ class PoolRequests:
         if len(ids) == 0:
             return
         new = np.full((len(ids), len(COLUMNS)), np.nan)
-        new[:, _ID], new[:, _ARRIVAL], new[:, _DISPATCH] = ids, arrival_s, dispatch_s
-        new[:, _PROMPT], new[:, _OUTPUT] = prompt, output
-        new[:, _TARGET] = self.routed_tokens + np.cumsum(prompt, dtype=np.float64)
-        self.routed_tokens = float(new[-1, _TARGET])
-        self.rows = np.concatenate([self.rows, new])
+        new[:, ID], new[:, ARRIVAL], new[:, DISPATCH] = ids, arrival_s, dispatch_s
+        new[:, PROMPT], new[:, OUTPUT] = prompt, output
+        new[:, TARGET] = self.routed_tokens + np.cumsum(prompt, dtype=np.float64)
+        self.routed_tokens = float(new[-1, TARGET])
+        self.queued = np.concatenate([self.queued, new]) if len(self.queued) else new
 
-    def resolve(self) -> tuple[dict[str, FloatArray], FloatArray, FloatArray]:
+    def resolve(self) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
         """Give first-token times to queued requests and finish times to decoding ones, up to
         the pool's last curve point; bring the fluid's state in line with theirs.
 
-        Returns the finished requests (removed; columns by name plus ``finish_s``), then the
-        TTFT and the queue time, measured from dispatch as vLLM measures them, of the
-        requests that got their first token now (s).
+        Returns the finished requests' rows (removed; columns ``COLUMNS``) and their finish
+        times, then the TTFT and the queue time, measured from dispatch as vLLM measures
+        them, of the requests that got their first token now (s).
         """
-        pool, rows = self.pool, self.rows
+        pool = self.pool
         n = pool.points
         times, prefilled = pool.times[:n], pool.prefilled[:n]
         iterations = pool.iterations[:n]
-        end_s = times[-1]
-        waiting = np.flatnonzero(np.isnan(rows[:, _FIRST]))
-        ttft_s = queue_s = np.zeros(0)
-        if len(waiting):
-            prompt, target = rows[waiting, _PROMPT], rows[waiting, _TARGET]
-            dispatch = rows[waiting, _DISPATCH]
+        end_s = float(times[-1])
+        ttft_s = queue_s = _EMPTY
+        queued = self.queued
+        # Only rows whose whole prompt the pool has prefilled can have a first token.
+        reach = int(np.searchsorted(queued[:, TARGET], prefilled[-1], side="right"))
+        if reach:
+            head = queued[:reach]
+            prompt, target, dispatch = head[:, PROMPT], head[:, TARGET], head[:, DISPATCH]
             rate = pool.prefill_rate[:n]
-            start = np.maximum(dispatch, crossing(prefilled, times, target - prompt, rate))
+            start = np.maximum(dispatch, reached(prefilled, times, target - prompt, rate))
             point = np.clip(np.searchsorted(times, start, side="right"), 1, n - 1)
             own = prompt * pool.prefill_s + np.ceil(prompt / pool.batch_tokens) * (
                 pool.decode_step_s[point])
-            first = np.maximum(crossing(prefilled, times, target, rate), start + own)
+            first = np.maximum(reached(prefilled, times, target, rate), start + own)
             now = first <= end_s
-            began = waiting[now]
+            if now.all():
+                began, self.queued = head, queued[reach:]
+            else:
+                began = head[now]
+                self.queued = np.concatenate([head[~now], queued[reach:]])
             if len(began):
                 first, start, dispatch = first[now], start[now], dispatch[now]
-                rows[began, _FIRST] = first
-                rows[began, _START] = start
-                rows[began, _STEP_TARGET] = (np.interp(first, times, iterations)
-                                             + rows[began, _OUTPUT] - 1)
+                began[:, FIRST] = first
+                began[:, START] = start
+                began[:, STEP_TARGET] = (np.interp(first, times, iterations)
+                                          + began[:, OUTPUT] - 1)
                 ttft_s, queue_s = first - dispatch, start - dispatch
-        finish = crossing(iterations, times, rows[:, _STEP_TARGET])
-        finish = np.maximum(finish, rows[:, _FIRST])  # NaN (not started) stays NaN
-        done = finish <= end_s
-        finished = rows[done]
-        out = {name: finished[:, i] for i, name in enumerate(COLUMNS)}
-        out["finish_s"] = finish[done]
-        self.rows = rows[~done]
-        self._sync(prefilled[-1], iterations[-1])
-        return out, ttft_s, queue_s
+                self.decoding = (np.concatenate([self.decoding, began]) if len(self.decoding)
+                                 else began)
+        decoding = self.decoding
+        # Only rows whose step target the pool's steps have reached can have finished.
+        due = np.flatnonzero(decoding[:, STEP_TARGET] <= iterations[-1])
+        finished, finish_s = decoding[:0], _EMPTY
+        if len(due):
+            finish = np.maximum(reached(iterations, times, decoding[due, STEP_TARGET]),
+                                decoding[due, FIRST])
+            done = finish <= end_s
+            if done.any():
+                finished, finish_s = decoding[due[done]], finish[done]
+                keep = np.ones(len(decoding), bool)
+                keep[due[done]] = False
+                self.decoding = decoding[keep]
+        self._sync(float(prefilled[-1]), float(iterations[-1]))
+        return finished, finish_s, ttft_s, queue_s
 
     def take_all(self) -> NDArray[np.int64]:
         """Remove every unfinished request (its pod is gone); returns their ids."""
-        ids = self.rows[:, _ID].astype(np.int64)
-        self.rows = self.rows[:0]
+        ids = np.concatenate([self.decoding[:, ID], self.queued[:, ID]]).astype(np.int64)
+        self.queued, self.decoding = self.queued[:0], self.decoding[:0]
         self._sync(0.0, 0.0)
         return ids
 
     def _sync(self, prefilled: float, iterations: float) -> None:
         """Set the fluid's queue and decoding state from the requests' own."""
-        rows, pool = self.rows, self.pool
-        waiting = np.isnan(rows[:, _FIRST])
-        queued, decoding = rows[waiting], rows[~waiting]
+        queued, decoding, pool = self.queued, self.decoding, self.pool
         pool.queue_requests = float(len(queued))
-        pool.queue_tokens = float(np.clip(queued[:, _TARGET] - prefilled, 0.0,
-                                          queued[:, _PROMPT]).sum())
+        pool.queue_tokens = float(np.clip(queued[:, TARGET] - prefilled, 0.0,
+                                          queued[:, PROMPT]).sum()) if len(queued) else 0.0
         pool.decoding = float(len(decoding))
-        grown = iterations - (decoding[:, _STEP_TARGET] - decoding[:, _OUTPUT] + 1)
-        pool.context_tokens = float((decoding[:, _PROMPT] + np.maximum(grown, 0.0)).sum())
+        if len(decoding):
+            grown = iterations - (decoding[:, STEP_TARGET] - decoding[:, OUTPUT] + 1)
+            pool.context_tokens = float((decoding[:, PROMPT] + np.maximum(grown, 0.0)).sum())
+        else:
+            pool.context_tokens = 0.0
 
     def remaining_steps(self) -> FloatArray:
         """Engine steps each unfinished request still needs (queued ones: all its output)."""
-        rows = self.rows
-        left = rows[:, _STEP_TARGET] - self.pool.iterations[self.pool.points - 1]
-        return np.where(np.isnan(left), rows[:, _OUTPUT], np.maximum(left, 0.0))
+        left = self.decoding[:, STEP_TARGET] - self.pool.iterations[self.pool.points - 1]
+        return np.concatenate([np.maximum(left, 0.0), self.queued[:, OUTPUT]])
+
+
+_EMPTY = np.zeros(0)
