@@ -95,8 +95,8 @@ from rlscale.metrics.intervals import (
     WAITING,
     FloatArray,
     IntervalArrays,
-    SnapshotArrays,
     PoolInterval,
+    SnapshotArrays,
     interval_arrays,
     pool_intervals,
     routing_share,
@@ -182,7 +182,6 @@ class ObservationBuilder:
                 long_ref = i
                 break
         cur = self._arrays(cur_snapshot)
-        prev = self._arrays(history[last - 1]) if last >= 1 else None
         short = self._short_interval(history[last - 1] if last >= 1 else None, cur_snapshot)
         if long_ref == last - 1 or last == 0:
             long_arrival = short.arrival_rps
