@@ -17,7 +17,8 @@ from rlscale.metrics.observation_config import ObservationConfig, PoolInfo
 from rlscale.sim.backend import make_cluster, snapshot_of
 from rlscale.sim.fluid import FluidCluster
 from rlscale.sim.fluid.log import ArrayLog
-from rlscale.sim.fluid.requests import crossing
+from rlscale.sim.fluid.pool import FluidPool
+from rlscale.sim.fluid.requests import crossing, reached
 from rlscale.sim.profile import load_profile
 from rlscale.sim.scenario import load_scenario
 from rlscale.sim.spec import SLO, ClusterSpec, PoolSpec
@@ -151,6 +152,48 @@ def test_crossing_reads_the_first_time_a_curve_reaches_a_target() -> None:
     curve = np.array([0.0, 10.0, 10.0, 30.0])
     got = crossing(curve, times, np.array([-1.0, 5.0, 10.0, 20.0, 31.0]))
     np.testing.assert_allclose(got, [0.0, 0.5, 1.0, 2.5, np.inf])
+
+
+@pytest.mark.parametrize("with_rate", [False, True])
+def test_reached_is_crossing_for_targets_the_curve_gets_to(with_rate: bool) -> None:
+    rng = np.random.default_rng(5)
+    times = np.cumsum(rng.uniform(0.5, 1.5, 200))
+    curve = np.cumsum(np.where(rng.random(200) < 0.3, 0.0, rng.uniform(0, 50, 200)))
+    rate = rng.uniform(0.0, 80.0, 200) if with_rate else None
+    targets = rng.uniform(curve[0], curve[-1], 500)
+    np.testing.assert_array_equal(reached(curve, times, targets, rate),
+                                  crossing(curve, times, targets, rate))
+
+
+def test_a_fluid_advanced_sub_steps_at_once_equals_one_by_one() -> None:
+    rng = np.random.default_rng(2)
+    ends = (np.arange(1, 61) * 1.0).tolist()
+    replicas = rng.integers(0, 4, 60).astype(float).tolist()
+    tokens = rng.uniform(0, 40_000, 60).tolist()
+    requests = [t / 800.0 for t in tokens]
+    together, apart = FluidPool(A100, 200.0), FluidPool(A100, 200.0)
+    together.advance(ends, replicas, tokens, requests)
+    for row in zip(ends, replicas, tokens, requests, strict=True):
+        apart.advance(*([value] for value in row))
+    for name in ("times", "prefilled", "iterations", "decode_step_s", "prefill_rate"):
+        np.testing.assert_array_equal(getattr(together, name)[:61], getattr(apart, name)[:61])
+    assert (together.queue_tokens, together.decoding, together.kv_token_seconds) == (
+        apart.queue_tokens, apart.decoding, apart.kv_token_seconds)
+    assert together.itl_values == apart.itl_values
+
+
+def test_every_request_ends_once_through_overload_scaling_and_reweighting() -> None:
+    workload = _poisson(30.0, 600.0, prompt=1500, output=200)
+    cluster = FluidCluster(_spec(1), workload, np.random.default_rng(4))
+    for k, replicas in enumerate([1, 3, 3, 0, 2, 1, 4, 4, 1, 2], start=1):
+        cluster.set_replicas(0, replicas)
+        cluster.run_until(60.0 * k)
+        queues = cluster.queues[0]
+        assert np.all(np.diff(queues.queued[:, 5]) > 0), "the queue left dispatch order"
+    cluster.set_replicas(0, 2)
+    cluster.run_to_completion()
+    ids = cluster.log.arrays()["id"]
+    assert sorted(ids.tolist()) == list(range(len(workload))), "lost or duplicated requests"
 
 
 def test_array_log_slices_across_chunks() -> None:

@@ -341,6 +341,24 @@ def test_observation_stays_finite_and_inside_its_bounds_over_a_run(
     assert np.array_equal(copy.observe(pickle.loads(pickle.dumps(history))), seen[-1])
 
 
+def test_the_builder_intervals_equal_interval_stats_over_a_run(
+        simulated: tuple[ObservationConfig, list[ClusterSnapshot]]) -> None:
+    """The builder reuses observe()'s arrays for the policies' interval statistics: the
+    records must be the ones interval_stats computes from scratch, field for field."""
+    config, history = simulated
+    builder = ObservationBuilder(config)
+    for end in range(1, len(history) + 1):
+        builder.observe(history[:end])
+        prev = history[end - 2] if end > 1 else None
+        got = builder.intervals(prev, history[end - 1])
+        want = interval_stats(prev, history[end - 1], config)
+        assert repr(got) == repr(want), f"interval statistics differ at step {end}"
+        assert builder.intervals(prev, history[end - 1]) is got, "the last pair is kept"
+    # Asked about another pair than the last observed, it computes that pair.
+    other = builder.intervals(history[2], history[5])
+    assert repr(other) == repr(interval_stats(history[2], history[5], config))
+
+
 def _scraped(snapshot: ClusterSnapshot) -> ClusterSnapshot:
     """The snapshot a controller would build: every pod rendered to /metrics text (spellings
     mixed, as in a cluster mid-upgrade) and parsed back; the same Deployment status."""

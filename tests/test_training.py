@@ -47,6 +47,32 @@ def test_a_wrong_field_is_named(override: str, message: str) -> None:
     assert message in str(caught.value)
 
 
+def test_an_in_process_vec_env_steps_like_its_envs_one_by_one(tmp_path: Path) -> None:
+    import numpy as np
+
+    from rlscale.training.ppo import make_env_factory, make_vec_env
+
+    config = load_train_config(None, ["rollout_engine=fast", "n_envs=3", "vec_env=inprocess"])
+    venv = make_vec_env(config, tmp_path)
+    assert type(venv).__name__ == "DummyVecEnv" and venv.num_envs == 3
+    singles = [make_env_factory(config, rank, tmp_path / "single")() for rank in range(3)]
+    observations = venv.reset()
+    for rank, env in enumerate(singles):
+        assert np.array_equal(observations[rank], env.reset()[0])
+    assert not np.array_equal(observations[0], observations[1]), "the envs share a seed"
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        actions = rng.integers(0, venv.action_space.nvec, size=(3, len(venv.action_space.nvec)))
+        observations, rewards, _dones, infos = venv.step(actions)
+        for rank, env in enumerate(singles):
+            observation, reward, _, _, info = env.step(actions[rank])
+            assert np.array_equal(observations[rank], observation)
+            assert rewards[rank] == np.float32(reward)
+            assert infos[rank]["cost_usd"] == info["cost_usd"]
+    with pytest.raises(ConfigError, match="vec_env"):
+        load_train_config(None, ["vec_env=threads"])
+
+
 @pytest.mark.slow
 def test_a_short_run_checkpoints_resumes_and_exports_a_loadable_bundle(tmp_path: Path) -> None:
     from rlscale.agents.numpy_policy import BundlePolicy

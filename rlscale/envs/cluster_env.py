@@ -219,7 +219,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self._record_snapshot()
         for _ in range(control.warmup_steps):
             self._advance()
-        self._mark_step_start()
+        self._mark_step_start(*self._totals())
         self._scored_start_s = self.cluster.now_s
         self._scored_cost_start = self._cost_before
         self._scored_gpu_hours_start = self._gpu_hours_before
@@ -274,8 +274,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self._apply(decoded, desired)
         self._advance()
         metrics = ended_since(cluster.log, self._log_start, self.scenario.slo)
-        cost = sum(cluster.cost_usd(i) for i in range(self.pool_count))
-        gpu_hours = sum(cluster.gpu_hours(i) for i in range(self.pool_count))
+        cost, gpu_hours = self._totals()
         step_cost, step_gpu_hours = cost - self._cost_before, gpu_hours - self._gpu_hours_before
         changes = sum(1 for old, new in zip(desired, decoded.replicas, strict=True) if old != new)
         reward_cfg = self.config.reward
@@ -287,7 +286,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         reward = float(sum(terms.values()))
         metrics.update(cost_usd=step_cost, gpu_hours=step_gpu_hours, replica_changes=changes)
         self.episode_replica_changes += changes
-        self._mark_step_start()
+        self._mark_step_start(cost, gpu_hours)
         observation = self.lookback.observe()
         info = self._info(decoded, metrics, terms)
         info["shield"] = list(shielded.interventions)
@@ -422,11 +421,18 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             cluster.fault_log.append((cluster.now_s, "metric_dropout"))
         self.lookback.append(snapshot)
 
-    def _mark_step_start(self) -> None:
+    def _totals(self) -> tuple[float, float]:
+        """The cluster's cost (US dollars) and GPU-hours so far."""
         cluster = self._cluster()
-        self._log_start = len(cluster.log)
-        self._cost_before = sum(cluster.cost_usd(i) for i in range(self.pool_count))
-        self._gpu_hours_before = sum(cluster.gpu_hours(i) for i in range(self.pool_count))
+        gpu_hours = [cluster.gpu_hours(i) for i in range(self.pool_count)]
+        cost = sum(hours * pool.gpu_price for hours, pool in zip(gpu_hours, cluster.pools,
+                                                                 strict=True))
+        return cost, sum(gpu_hours)
+
+    def _mark_step_start(self, cost: float, gpu_hours: float) -> None:
+        """A step starts now, with the cluster's ``cost`` and ``gpu_hours`` so far."""
+        self._log_start = len(self._cluster().log)
+        self._cost_before, self._gpu_hours_before = cost, gpu_hours
 
     def _info(self, decoded: DecodedAction | None, metrics: dict[str, Any],
               terms: dict[str, float]) -> dict[str, Any]:

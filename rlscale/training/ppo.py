@@ -71,6 +71,18 @@ def make_env_factory(config: TrainConfig, rank: int, monitor_dir: Path) -> Any:
     return factory
 
 
+def make_vec_env(config: TrainConfig, monitor_dir: Path) -> Any:
+    """The ``n_envs`` training environments as one SB3 ``VecEnv``: ``SubprocVecEnv`` (a
+    process each) or, with ``vec_env: inprocess`` or a single env, ``DummyVecEnv`` (all in
+    this process, stepped one after the other)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    factories = [make_env_factory(config, rank, monitor_dir) for rank in range(config.n_envs)]
+    if config.n_envs > 1 and config.vec_env == "subprocess":
+        return SubprocVecEnv(factories, start_method="fork")
+    return DummyVecEnv(factories)
+
+
 def latest_checkpoint(directory: Path) -> tuple[Path, Path, int] | None:
     """(model zip, VecNormalize pickle, steps) of the newest complete checkpoint, or None."""
     best: tuple[Path, Path, int] | None = None
@@ -92,7 +104,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     import torch
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecNormalize
+    from stable_baselines3.common.vec_env import VecNormalize
 
     # One intra-op thread: the cores belong to the simulator processes; torch's own thread
     # pool would spin against them while they step (the networks here are tiny).
@@ -120,9 +132,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     # 2. Parallel environments, observations (and rewards) normalized.
     monitor_dir = out / "monitor"
     monitor_dir.mkdir(exist_ok=True)
-    factories = [make_env_factory(config, rank, monitor_dir) for rank in range(config.n_envs)]
-    venv = (SubprocVecEnv(factories, start_method="fork")
-            if config.n_envs > 1 and config.vec_env == "subprocess" else DummyVecEnv(factories))
+    venv = make_vec_env(config, monitor_dir)
     checkpoints = out / "checkpoints"
     found = latest_checkpoint(checkpoints) if resume else None
     if found is not None:

@@ -99,24 +99,25 @@ class FluidCluster(PodFleet):
         count = max(1, math.ceil((end_s - start_s) / self.substep_s - 1e-9))
         bounds = np.minimum(start_s + self.substep_s * np.arange(1, count + 1), end_s)
         starts = np.concatenate([[start_s], bounds[:-1]])
-        npools = len(self.pools)
-        shares = np.zeros((count, npools))
-        serving = np.zeros((count, npools))
         row_shares, row_serving = self.router.effective_weights(), self._serving()
-        for j, mid_s in enumerate(((starts + bounds) / 2).tolist()):
-            if self._events and self._events[0][0] <= mid_s:
-                self._events_until(mid_s)
-                row_shares, row_serving = self.router.effective_weights(), self._serving()
-            shares[j] = row_shares
-            serving[j] = row_serving
-        self._events_until(end_s)
+        share_rows, serving_rows = [row_shares] * count, [row_serving] * count
+        events = self._events
+        if events and events[0][0] <= end_s:
+            for j, mid_s in enumerate(((starts + bounds) / 2).tolist()):
+                if events and events[0][0] <= mid_s:
+                    self._events_until(mid_s)
+                    row_shares, row_serving = self.router.effective_weights(), self._serving()
+                share_rows[j], serving_rows[j] = row_shares, row_serving
+            self._events_until(end_s)
         self.now_s = end_s
+        shares = np.array(share_rows, float)
+        serving = np.array(serving_rows, float).T
         tokens, requests = self._dispatch(start_s, end_s, starts, shares)
         widths = bounds - starts
         ends = bounds.tolist()
         for pool, fluid in enumerate(self.fluids):
-            self.ready_seconds[pool] += float(serving[:, pool] @ widths)
-            fluid.advance(ends, serving[:, pool].tolist(), tokens[pool].tolist(),
+            self.ready_seconds[pool] += float(serving[pool] @ widths)
+            fluid.advance(ends, serving[pool].tolist(), tokens[pool].tolist(),
                           requests[pool].tolist())
             self._finish(pool)
 
@@ -168,20 +169,28 @@ class FluidCluster(PodFleet):
             return tokens, requests
         arrival = self._arrival_s[ids]
         sub = np.clip(((arrival - start_s) / self.substep_s).astype(np.int64), 0, count - 1)
-        open_steps = np.where(shares.sum(axis=1) > 0, np.arange(count), count)
-        next_open = np.minimum.accumulate(open_steps[::-1])[::-1][sub]
-        routed = next_open < count
-        dispatch = np.where(routed, np.maximum(arrival, starts[np.minimum(next_open, count - 1)]),
-                            np.inf)
-        deadline = arrival + self.spec.gateway_timeout_s
-        expired = (dispatch > deadline) & (deadline <= end_s)
-        self._gateway = ids[~routed & ~expired]
-        self._log_failures(ids[expired], deadline[expired], -1, FAIL_GATEWAY_TIMEOUT)
-        go = np.flatnonzero(routed & ~expired)
-        go = go[np.argsort(dispatch[go], kind="stable")]
-        if len(go) == 0:
-            return tokens, requests
-        ids, dispatch, step = ids[go], dispatch[go], next_open[go]
+        open_rows = shares.sum(axis=1) > 0
+        if open_rows.all() and not len(self._gateway):
+            # Every sub-step has a pool to route to and no one waits: each request is
+            # dispatched when it arrives (arrivals are in time order).
+            self._gateway = ids[:0]
+            dispatch, step = np.maximum(arrival, starts[sub]), sub
+        else:
+            open_steps = np.where(open_rows, np.arange(count), count)
+            next_open = np.minimum.accumulate(open_steps[::-1])[::-1][sub]
+            routed = next_open < count
+            dispatch = np.where(routed, np.maximum(arrival, starts[np.minimum(next_open,
+                                                                              count - 1)]),
+                                np.inf)
+            deadline = arrival + self.spec.gateway_timeout_s
+            expired = (dispatch > deadline) & (deadline <= end_s)
+            self._gateway = ids[~routed & ~expired]
+            self._log_failures(ids[expired], deadline[expired], -1, FAIL_GATEWAY_TIMEOUT)
+            go = np.flatnonzero(routed & ~expired)
+            go = go[np.argsort(dispatch[go], kind="stable")]
+            if len(go) == 0:
+                return tokens, requests
+            ids, dispatch, step = ids[go], dispatch[go], next_open[go]
         cumulative = np.cumsum(shares, axis=1)[step]
         draw = self.rng.random(len(ids)) * cumulative[:, -1]
         pool = np.argmax(draw[:, None] < cumulative, axis=1)
