@@ -196,6 +196,33 @@ def test_every_request_ends_once_through_overload_scaling_and_reweighting() -> N
     assert sorted(ids.tolist()) == list(range(len(workload))), "lost or duplicated requests"
 
 
+def test_both_engines_draw_the_same_cold_starts_and_pool_choices() -> None:
+    """The fast engine takes the router's draws as the request-level engine does, so the same
+    seed and actions give the same pods, ready at the same times, and the same requests in the
+    same pools: a calibration replay then differs by the engines alone."""
+    scenario = load_scenario("hetero-3pool")
+    workload = scenario.build_workload(np.random.default_rng(9), {"duration_s": 600})
+    clusters = [make_cluster(mode, scenario.cluster, workload, np.random.default_rng(5))
+                for mode in ("request", "fast")]
+    plan = {2: (0, 4), 4: (2, 8), 6: (1, 6), 8: (2, 2), 10: (1, 8), 13: (2, 10)}
+    for step in range(1, 21):
+        for cluster in clusters:
+            if step in plan:
+                cluster.set_replicas(*plan[step])
+            if step == 12:
+                cluster.set_weights([1.0, 1.0, 1.0])
+            cluster.run_until(30.0 * step)
+    ready = [sorted((p.pool, p.id, p.ready_at_s) for pods in c.pool_pods for p in pods)
+             for c in clusters]
+    assert ready[0] == ready[1]
+    logs = [c.log.arrays() for c in clusters]
+    pools = [dict(zip(log["id"].tolist(), log["pool"].tolist(), strict=True)) for log in logs]
+    both = sorted(set(pools[0]) & set(pools[1]))
+    assert len(both) > 0.8 * len(workload)
+    same = sum(pools[0][i] == pools[1][i] for i in both)
+    assert same == len(both), f"{len(both) - same} of {len(both)} requests changed pool"
+
+
 def test_array_log_slices_across_chunks() -> None:
     log = ArrayLog()
     for start in (0, 3):

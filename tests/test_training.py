@@ -54,7 +54,8 @@ def test_an_in_process_vec_env_steps_like_its_envs_one_by_one(tmp_path: Path) ->
 
     config = load_train_config(None, ["rollout_engine=fast", "n_envs=3", "vec_env=inprocess"])
     venv = make_vec_env(config, tmp_path)
-    assert type(venv).__name__ == "DummyVecEnv" and venv.num_envs == 3
+    assert type(venv).__name__ == "DummyVecEnv"
+    assert venv.num_envs == 3
     singles = [make_env_factory(config, rank, tmp_path / "single")() for rank in range(3)]
     observations = venv.reset()
     for rank, env in enumerate(singles):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from bisect import bisect_right
 
 import numpy as np
+from numpy.typing import NDArray
 
 from rlscale.sim.pod import Pod
 from rlscale.weights import traffic_shares
@@ -67,6 +68,23 @@ class Router:
             total += self.weights[pool]
             self._cumulative.append(total)
         self._dirty = False
+
+    def uniforms(self, count: int) -> NDArray[np.float64]:
+        """The next ``count`` uniform draws of the pool choice, as :meth:`pick` would take
+        them one per request that has more than one pool to choose from (for an engine that
+        routes requests in batches and should draw what this router draws)."""
+        out = np.empty(count)
+        filled = 0
+        while filled < count:
+            if self._next_uniform == _UNIFORM_BLOCK:
+                self._uniforms = self._rng.random(_UNIFORM_BLOCK)
+                self._next_uniform = 0
+            take = min(count - filled, _UNIFORM_BLOCK - self._next_uniform)
+            out[filled:filled + take] = self._uniforms[self._next_uniform:
+                                                       self._next_uniform + take]
+            self._next_uniform += take
+            filled += take
+        return out
 
     def pick(self) -> Pod | None:
         """The pod the next request goes to, or None if no weighted pool has a ready pod."""

@@ -191,9 +191,14 @@ class FluidCluster(PodFleet):
             if len(go) == 0:
                 return tokens, requests
             ids, dispatch, step = ids[go], dispatch[go], next_open[go]
+        # The router's own draws, one per request with a choice of pools, as the request-level
+        # engine takes them: the same requests go to the same pools, and the cold starts drawn
+        # from the same generator in between come out the same in both engines.
         cumulative = np.cumsum(shares, axis=1)[step]
-        draw = self.rng.random(len(ids)) * cumulative[:, -1]
-        pool = np.argmax(draw[:, None] < cumulative, axis=1)
+        choice = (np.count_nonzero(shares > 0, axis=1) > 1)[step]
+        draw = np.zeros(len(ids))
+        draw[choice] = self.router.uniforms(int(np.count_nonzero(choice)))
+        pool = np.argmax(draw[:, None] * cumulative[:, -1:] < cumulative, axis=1)
         prompt = self._prompt[ids]
         too_long = prompt >= self._max_len[pool]
         if too_long.any():
