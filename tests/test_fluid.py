@@ -223,6 +223,28 @@ def test_both_engines_draw_the_same_cold_starts_and_pool_choices() -> None:
     assert same == len(both), f"{len(both) - same} of {len(both)} requests changed pool"
 
 
+def test_requests_dropped_at_the_drain_timeout_do_not_delay_later_ones() -> None:
+    from dataclasses import replace
+
+    spec = replace(_spec(1), drain_timeout_s=30.0)
+    heavy = _poisson(40.0, 60.0, prompt=3000, output=500)
+    light = Workload(np.arange(300.0, 400.0, 2.0), np.full(50, 200), np.full(50, 20))
+    workload = Workload(np.concatenate([heavy.arrival_s, light.arrival_s]),
+                        np.concatenate([heavy.prompt_tokens, light.prompt_tokens]),
+                        np.concatenate([heavy.output_tokens, light.output_tokens]))
+    cluster = FluidCluster(spec, workload, np.random.default_rng(0))
+    cluster.run_until(60.0)
+    cluster.set_replicas(0, 0)  # the last pod drains, then drops what it has at 90 s
+    cluster.run_until(120.0)
+    assert (cluster.log.arrays()["failure"] > 0).any(), "nothing was dropped: no test"
+    cluster.set_replicas(0, 1)
+    cluster.run_until(450.0)
+    data = cluster.log.arrays()
+    later = data["arrival_s"] >= 300.0
+    assert later.sum() == 50
+    assert np.nanmax(data["ttft_s"][later]) < 1.0, "later requests waited for dropped prompts"
+
+
 def test_array_log_slices_across_chunks() -> None:
     log = ArrayLog()
     for start in (0, 3):

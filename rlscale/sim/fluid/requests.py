@@ -153,15 +153,21 @@ class PoolRequests:
         """Remove every unfinished request (its pod is gone); returns their ids."""
         ids = np.concatenate([self.decoding[:, ID], self.queued[:, ID]]).astype(np.int64)
         self.queued, self.decoding = self.queued[:0], self.decoding[:0]
-        self._sync(0.0, 0.0)
+        # The next request's prompt starts where the prefill is, not after the dropped ones.
+        self.routed_tokens = float(self.pool.prefilled[self.pool.points - 1])
+        self._sync(self.routed_tokens, 0.0)
         return ids
 
     def _sync(self, prefilled: float, iterations: float) -> None:
         """Set the fluid's queue and decoding state from the requests' own."""
         queued, decoding, pool = self.queued, self.decoding, self.pool
         pool.queue_requests = float(len(queued))
-        pool.queue_tokens = float(np.clip(queued[:, TARGET] - prefilled, 0.0,
-                                          queued[:, PROMPT]).sum()) if len(queued) else 0.0
+        # Queued rows the prefill has not passed follow each other in token order up to the
+        # last routed token: what is left of them is the routed tokens beyond the prefill
+        # (or beyond the first such row's start, if the prefill has not reached it).
+        beyond = int(np.searchsorted(queued[:, TARGET], prefilled, side="right"))
+        pool.queue_tokens = 0.0 if beyond == len(queued) else self.routed_tokens - max(
+            prefilled, float(queued[beyond, TARGET] - queued[beyond, PROMPT]))
         pool.decoding = float(len(decoding))
         if len(decoding):
             grown = iterations - (decoding[:, STEP_TARGET] - decoding[:, OUTPUT] + 1)
