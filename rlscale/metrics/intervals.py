@@ -105,13 +105,15 @@ class SnapshotArrays:
         if len(self.rows) != len(self.names):
             raise ValueError(f"snapshot at t={snapshot.time_s}: pod names are not unique")
         self.ttft_edges, self.itl_edges = _snapshot_edges([p for _, p in pods], snapshot.time_s)
-        self.values = np.array(
-            [(p.num_requests_running + p.num_requests_waiting, p.num_requests_running,
-              p.num_requests_waiting, p.kv_cache_usage_perc, p.request_success_total,
-              p.prompt_tokens_total, p.generation_tokens_total,
-              *p.time_to_first_token_seconds.cumulative, *p.inter_token_latency_seconds.cumulative)
-             for _, p in pods], float).reshape(len(pods), HIST0 + len(self.ttft_edges)
-                                               + len(self.itl_edges) + 2)
+        flat: list[float] = []
+        for _, p in pods:  # one flat list: numpy reads it faster than a list of rows
+            flat += (p.num_requests_running + p.num_requests_waiting, p.num_requests_running,
+                     p.num_requests_waiting, p.kv_cache_usage_perc, p.request_success_total,
+                     p.prompt_tokens_total, p.generation_tokens_total)
+            flat += p.time_to_first_token_seconds.cumulative
+            flat += p.inter_token_latency_seconds.cumulative
+        self.values = np.array(flat, float).reshape(
+            len(pods), HIST0 + len(self.ttft_edges) + len(self.itl_edges) + 2)
         self.member = np.zeros((npools, len(pods)))
         self.member[np.array([i for i, _ in pods], dtype=np.intp), np.arange(len(pods))] = 1.0
         self.pool_sums = self.member @ self.values
