@@ -29,6 +29,7 @@ _offset = 3
 for _name, _edges in _EDGES.items():
     _SLICES[_name] = slice(_offset, _offset + len(_edges) + 1)
     _offset += len(_edges) + 1
+_EDGE_ARRAYS = {name: np.array(edges) for name, edges in _EDGES.items()}
 _SUMS = {name: _offset + i for i, name in enumerate(_EDGES)}
 _SIZE = _offset + len(_EDGES)
 
@@ -63,7 +64,7 @@ class PoolMetrics:
                  weights: NDArray[np.float64] | None) -> None:
         if not len(values):
             return
-        edges = _EDGES[name]
+        edges = _EDGE_ARRAYS[name]
         bucket = np.searchsorted(edges, values, side="left")
         self.totals[_SLICES[name]] += np.bincount(bucket, weights, len(edges) + 1)
         self.totals[_SUMS[name]] += float(values @ weights if weights is not None

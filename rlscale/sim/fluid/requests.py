@@ -112,12 +112,14 @@ class PoolRequests:
         if reach:
             head = queued[:reach]
             prompt, target, dispatch = head[:, PROMPT], head[:, TARGET], head[:, DISPATCH]
-            rate = pool.prefill_rate[:n]
-            start = np.maximum(dispatch, reached(prefilled, times, target - prompt, rate))
+            # When the prefill reaches each prompt's start and its end, in one pass.
+            edges = reached(prefilled, times, np.concatenate([target - prompt, target]),
+                            pool.prefill_rate[:n])
+            start = np.maximum(dispatch, edges[:reach])
             point = np.clip(np.searchsorted(times, start, side="right"), 1, n - 1)
             own = prompt * pool.prefill_s + np.ceil(prompt / pool.batch_tokens) * (
                 pool.decode_step_s[point])
-            first = np.maximum(reached(prefilled, times, target, rate), start + own)
+            first = np.maximum(edges[reach:], start + own)
             now = first <= end_s
             if now.all():
                 began, self.queued = head, queued[reach:]
