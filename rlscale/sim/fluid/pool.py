@@ -112,9 +112,19 @@ class FluidPool:
                 d = decoding / serving
                 c = context_tokens / serving
                 decode_step = overhead + decode_s * d + context_s * (c + d)
-                mean_prompt = queue_tokens / queue_requests if queue_requests else 0.0
-                room = min(queue_tokens / serving, max(0.0, kv_capacity - c),
-                           max(0.0, max_seqs - d) * mean_prompt)
+                if queue_tokens > 0 and queue_requests > 0:
+                    mean_prompt = queue_tokens / queue_requests
+                    # room = min(queue per engine, free KV, free sequence slots x prompt);
+                    # below 0 it means none (the branch below only asks room <= 0).
+                    room = queue_tokens / serving
+                    limit = kv_capacity - c
+                    if limit < room:
+                        room = limit
+                    limit = (max_seqs - d) * mean_prompt
+                    if limit < room:
+                        room = limit
+                else:
+                    mean_prompt = room = 0.0
                 chunk = batch - d
                 if room <= 0 or chunk <= 0:
                     tokens, steps = 0.0, dt / decode_step
@@ -127,8 +137,12 @@ class FluidPool:
                         tokens, steps = room, (dt - prefill_s * room) / decode_step
                 total = tokens * serving
                 started = min(queue_requests, total / mean_prompt) if total > 0 else 0.0
-                queue_tokens = max(0.0, queue_tokens - total)
-                queue_requests = max(0.0, queue_requests - started)
+                queue_tokens -= total
+                if queue_tokens < 0:
+                    queue_tokens = 0.0
+                queue_requests -= started
+                if queue_requests < 0:
+                    queue_requests = 0.0
                 if decoding > 0:
                     step_s = dt / steps
                     itl_values.append(step_s)
