@@ -236,13 +236,18 @@ def test_generate_pairs_arrivals_with_lengths_and_caps() -> None:
     assert w.source == "generated: Poisson(rate_per_s=20.0)"
 
 
-def test_a_generated_workload_from_a_start_draws_only_the_end_of_the_process() -> None:
-    cfg = {
+def diurnal_config(crowd_start_s: float) -> dict[str, Any]:
+    """A day of the conversation workload (5 req/s mean) with a 4x crowd of 2 minutes."""
+    return {
         "generator": {"kind": "diurnal", "mean_rate_per_s": 5, "amplitude": 0.5, "period_s": 3600},
-        "flash_crowd": {"multiplier": 4, "start_s": 2000, "duration_s": 120},
+        "flash_crowd": {"multiplier": 4, "start_s": crowd_start_s, "duration_s": 120},
         "lengths": "azure-conv-2023",
         "duration_s": 3600,
     }
+
+
+def test_a_generated_workload_from_a_start_draws_only_the_end_of_the_process() -> None:
+    cfg = diurnal_config(2000)
     w = workload_from_config(cfg, rng(16), start_s=1800.0)
     process = FlashCrowd(Diurnal(5.0, 0.5, 3600.0), 4.0, 2000.0, 120.0)
     assert w.arrival_s.min() >= 1800.0
@@ -262,13 +267,7 @@ def test_a_generated_workload_from_a_start_draws_only_the_end_of_the_process() -
 
 
 def test_config_generator_example() -> None:
-    cfg = {
-        "generator": {"kind": "diurnal", "mean_rate_per_s": 5, "amplitude": 0.5, "period_s": 3600},
-        "flash_crowd": {"multiplier": 4, "start_s": 600, "duration_s": 120},
-        "lengths": "azure-conv-2023",
-        "duration_s": 3600,
-        "max_total_tokens": 8192,
-    }
+    cfg = {**diurnal_config(600), "max_total_tokens": 8192}
     w = workload_from_config(cfg, rng(15))
     again = workload_from_config(cfg, rng(15))
     assert np.array_equal(w.arrival_s, again.arrival_s)
