@@ -236,38 +236,17 @@ def test_generate_pairs_arrivals_with_lengths_and_caps() -> None:
     assert w.source == "generated: Poisson(rate_per_s=20.0)"
 
 
-def diurnal_config(crowd_start_s: float) -> dict[str, Any]:
-    """A day of the conversation workload (5 req/s mean) with a 4x crowd of 2 minutes."""
-    return {
-        "generator": {"kind": "diurnal", "mean_rate_per_s": 5, "amplitude": 0.5, "period_s": 3600},
-        "flash_crowd": {"multiplier": 4, "start_s": crowd_start_s, "duration_s": 120},
-        "lengths": "azure-conv-2023",
-        "duration_s": 3600,
-    }
-
-
-def test_a_generated_workload_from_a_start_draws_only_the_end_of_the_process() -> None:
-    cfg = diurnal_config(2000)
-    w = workload_from_config(cfg, rng(16), start_s=1800.0)
-    process = FlashCrowd(Diurnal(5.0, 0.5, 3600.0), 4.0, 2000.0, 120.0)
-    assert w.arrival_s.min() >= 1800.0
-    assert w.arrival_s[-1] < 3600.0
-    assert within(len(w), expected_count(process, 1800.0, 3600.0))
-    assert within(count_in(w.arrival_s, 2000.0, 2120.0), expected_count(process, 2000.0, 2120.0))
-    whole = workload_from_config(cfg, rng(16))
-    assert abs(np.median(w.prompt_tokens) - np.median(whole.prompt_tokens)) < 0.1 * np.median(
-        whole.prompt_tokens), "the lengths come from the same model"
-    assert np.array_equal(workload_from_config(cfg, rng(16), start_s=0.0).arrival_s,
-                          whole.arrival_s), "start 0 is the whole draw, as before"
-    with pytest.raises(WorkloadConfigError, match="start_s is for generated workloads"):
-        workload_from_config({"trace": "x.csv"}, rng(16), start_s=10.0)
-
-
 # ----------------------------------------------------------------------------- workload_from_config
 
 
 def test_config_generator_example() -> None:
-    cfg = {**diurnal_config(600), "max_total_tokens": 8192}
+    cfg = {
+        "generator": {"kind": "diurnal", "mean_rate_per_s": 5, "amplitude": 0.5, "period_s": 3600},
+        "flash_crowd": {"multiplier": 4, "start_s": 600, "duration_s": 120},
+        "lengths": "azure-conv-2023",
+        "duration_s": 3600,
+        "max_total_tokens": 8192,
+    }
     w = workload_from_config(cfg, rng(15))
     again = workload_from_config(cfg, rng(15))
     assert np.array_equal(w.arrival_s, again.arrival_s)

@@ -366,11 +366,8 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                     else TRAIN_SEED_BASE + int(rng.integers(2**31)))
             offset = fixed if fixed is not None else (
                 float(rng.uniform(0.0, day)) if episode.random_offset else 0.0)
-            # A training draw is any draw of the window: only its arrivals are generated.
-            # Held-out windows draw the whole day up to them, as they always have.
             base = self.scenario.build_workload(np.random.default_rng(seed),
-                                                {"duration_s": offset + horizon_s},
-                                                start_s=offset if window is None else 0.0)
+                                                {"duration_s": offset + horizon_s})
             clock_start = 0.0
         else:
             if self.fixed_workload is not None:

@@ -62,9 +62,8 @@ class Scenario:
     source: str = ""
 
     def build_workload(self, rng: np.random.Generator,
-                       overrides: dict[str, Any] | None = None, *,
-                       start_s: float = 0.0) -> Workload:
-        """Draw (or read) this scenario's workload (a generated one from ``start_s`` on).
+                       overrides: dict[str, Any] | None = None) -> Workload:
+        """Draw (or read) this scenario's workload.
 
         ``overrides`` with a ``trace`` or ``generator`` key replace the workload; otherwise they
         replace its top-level keys (``duration_s``, ``rate_scale``, ...).
@@ -72,7 +71,7 @@ class Scenario:
         overrides = overrides or {}
         replaces_source = "trace" in overrides or "generator" in overrides
         cfg = dict(overrides) if replaces_source else {**self.workload, **overrides}
-        return workload_from_config(cfg, rng, base_dir=self.base_dir, start_s=start_s)
+        return workload_from_config(cfg, rng, base_dir=self.base_dir)
 
     def pool_index(self, name: str) -> int:
         """Index of the pool called ``name``."""

@@ -269,7 +269,6 @@ def workload_from_config(
     *,
     base_dir: Path | None = None,
     path: str = "workload",
-    start_s: float = 0.0,
 ) -> Workload:
     """Build a workload from a configuration mapping (format: see the module docstring).
 
@@ -279,8 +278,6 @@ def workload_from_config(
         base_dir: directory relative trace paths are resolved against (e.g. the scenario
             file's folder); the current directory if None.
         path: name of ``cfg`` in error messages.
-        start_s: a generated workload draws only the arrivals from here on (s; see
-            :func:`~rlscale.sim.workload.generators.generate`); a trace refuses it.
 
     Raises:
         WorkloadConfigError: a field is missing, unknown, or out of range; the message names
@@ -296,15 +293,11 @@ def workload_from_config(
         )
     try:
         if "trace" in cfg:
-            if start_s:
-                raise WorkloadConfigError(f"{path}: start_s is for generated workloads; "
-                                          f"a trace takes a window instead")
             return _from_trace(
                 _mapping(cfg, path, _TRACE_KEYS, "a trace workload"), rng, base_dir, path
             )
         return _from_generator(
-            _mapping(cfg, path, _GENERATOR_KEYS, "a generated workload"), rng, base_dir, path,
-            start_s,
+            _mapping(cfg, path, _GENERATOR_KEYS, "a generated workload"), rng, base_dir, path
         )
     except WorkloadConfigError:
         raise
@@ -354,11 +347,10 @@ def _from_trace(
 
 
 def _from_generator(
-    cfg: dict[str, Any], rng: np.random.Generator, base_dir: Path | None, path: str,
-    start_s: float = 0.0,
+    cfg: dict[str, Any], rng: np.random.Generator, base_dir: Path | None, path: str
 ) -> Workload:
     arrivals = _arrivals(cfg, path)
     cap = _cap(cfg, path)
     duration = _positive(cfg, "duration_s", path)
     lengths = _lengths(_required(cfg, "lengths", path), f"{path}.lengths", base_dir)
-    return generate(arrivals, lengths, duration, rng, max_total_tokens=cap, start_s=start_s)
+    return generate(arrivals, lengths, duration, rng, max_total_tokens=cap)

@@ -353,19 +353,15 @@ def generate(
     rng: np.random.Generator,
     *,
     max_total_tokens: int | None = None,
-    start_s: float = 0.0,
 ) -> Workload:
-    """Draw a synthetic workload: arrival times from ``arrivals`` over ``[start_s,
-    duration_s)`` (seconds), then one (prompt, output) pair per arrival from ``lengths``,
-    optionally capped so prompt + output <= ``max_total_tokens``. The same ``rng`` state gives
-    the same workload. A later ``start_s`` draws only the end of the same process (another
-    draw than the whole one's end, from the same distribution), for a caller that would
-    throw the beginning away.
+    """Draw a synthetic workload: arrival times from ``arrivals`` over ``[0, duration_s)``
+    (seconds), then one (prompt, output) pair per arrival from ``lengths``, optionally capped
+    so prompt + output <= ``max_total_tokens``. The same ``rng`` state gives the same
+    workload.
 
     ``metadata`` records ``duration_s``, ``arrivals``, ``lengths`` and ``max_total_tokens``.
     """
-    times = (arrivals.sample(duration_s, rng) if start_s == 0
-             else arrivals.sample_between(start_s, duration_s, rng))
+    times = arrivals.sample(duration_s, rng)
     prompt, output = lengths.sample(len(times), rng)
     if max_total_tokens is not None:
         prompt, output = cap_lengths(prompt, output, max_total_tokens)
