@@ -15,7 +15,7 @@ from rlscale.sim.workload.workload import Workload
 
 MODES = ("request", "fast")
 """Engine modes: ``request`` simulates every request through vLLM's scheduler; ``fast``
-approximates each pool's engines as a fluid (about 9x fewer CPU-seconds per environment step
+approximates each pool's engines as a fluid (about 7x fewer CPU-seconds per environment step
 on the default scenario; ``benchmarks/env_speed.py``)."""
 
 AnyCluster = Cluster | FluidCluster
