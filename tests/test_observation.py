@@ -28,7 +28,12 @@ from rlscale.metrics import (
     parse_pod_metrics,
     render_pod_metrics,
 )
-from rlscale.metrics.features import GLOBAL_FEATURES, POOL_FEATURES, feature_table
+from rlscale.metrics.features import (
+    FEATURE_VERSIONS,
+    GLOBAL_FEATURES,
+    POOL_FEATURES,
+    feature_table,
+)
 from rlscale.sim.cluster import Cluster
 from rlscale.sim.export import cluster_snapshot
 from rlscale.sim.spec import ClusterSpec, PoolSpec
@@ -61,8 +66,10 @@ def snap(time_s: float, pods: Sequence[PodSample], pools: Sequence[PoolStatus] =
 
 
 def info(name: str = "a", *, max_replicas: int = 4, price: float = 2.0,
-         capacity_rps: float = 5.0, inventory: int = 8) -> PoolInfo:
-    return PoolInfo(name, "gpu-a", 1, max_replicas, 16, price, capacity_rps, inventory)
+         capacity_rps: float = 5.0, inventory: int = 8, prefill_tok_s: float = 1000.0,
+         decode_tok_s: float = 100.0) -> PoolInfo:
+    return PoolInfo(name, "gpu-a", 1, max_replicas, 16, price, capacity_rps, inventory,
+                    prefill_tok_s, decode_tok_s)
 
 
 CONFIG = ObservationConfig((info(),), slo_ttft_s=1.5, slo_itl_s=0.1, day_length_s=100.0)
@@ -229,7 +236,8 @@ def test_replicas_routing_gpus_and_price() -> None:
 
 
 def test_names_units_and_bounds_have_the_observation_size() -> None:
-    config = ObservationConfig((info("a"), info("b")), slo_ttft_s=1.0, slo_itl_s=0.1)
+    config = ObservationConfig((info("a"), info("b")), slo_ttft_s=1.0, slo_itl_s=0.1,
+                               feature_version=2)
     builder = ObservationBuilder(config)
     assert builder.size == 2 * len(POOL_FEATURES) + len(GLOBAL_FEATURES) == 48
     assert len(builder.names) == len(builder.units) == builder.size
@@ -238,18 +246,21 @@ def test_names_units_and_bounds_have_the_observation_size() -> None:
     assert builder.low.dtype == builder.high.dtype == np.float32
     assert np.all(builder.low < builder.high)
     assert builder.names[:2] == ("a/ready_frac", "a/starting_frac")
-    assert builder.names[-4:] == ("arrival_short", "arrival_long", "time_of_day_sin",
+    assert builder.names[-4:] == ("prefill_load", "decode_load", "time_of_day_sin",
                                   "time_of_day_cos")
 
 
-def test_the_features_are_declared_once_and_documented_as_declared() -> None:
-    assert len(POOL_FEATURES) == 22
-    assert len(GLOBAL_FEATURES) == 4
-    builder = ObservationBuilder(ObservationConfig((info("a"), info("b")), 1.0, 0.1))
-    entries = [*POOL_FEATURES, *POOL_FEATURES, *GLOBAL_FEATURES]
-    assert builder.names == tuple([f"a/{f.name}" for f in POOL_FEATURES]
-                                  + [f"b/{f.name}" for f in POOL_FEATURES]
-                                  + [f.name for f in GLOBAL_FEATURES])
+@pytest.mark.parametrize("version", sorted(FEATURE_VERSIONS))
+def test_the_features_are_declared_once_and_documented_as_declared(version: int) -> None:
+    pool_features, global_features = FEATURE_VERSIONS[version]
+    assert len(pool_features) == 22
+    assert len(global_features) == 4
+    builder = ObservationBuilder(ObservationConfig((info("a"), info("b")), 1.0, 0.1,
+                                                   feature_version=version))
+    entries = [*pool_features, *pool_features, *global_features]
+    assert builder.names == tuple([f"a/{f.name}" for f in pool_features]
+                                  + [f"b/{f.name}" for f in pool_features]
+                                  + [f.name for f in global_features])
     assert builder.units == tuple(f.formula for f in entries)
     np.testing.assert_array_equal(builder.low, [f.low for f in entries])
     np.testing.assert_array_equal(builder.high, [f.high for f in entries])
@@ -383,3 +394,63 @@ def test_the_observation_holds_nothing_the_cluster_could_not_observe(
         assert not differ, (f"t={history[end - 1].time_s}: the simulator's snapshot and the "
                             f"scraped one give different observations at {differ}")
         assert np.array_equal(from_sim, from_scrape)
+
+
+# ---------------------------------------------------------------------------------- version 2
+V2 = ObservationConfig((info("a"), info("b", max_replicas=2, prefill_tok_s=4000.0,
+                                          decode_tok_s=50.0)),
+                       slo_ttft_s=1.5, slo_itl_s=0.1, day_length_s=100.0, feature_version=2)
+
+
+def _two_pools(time_s: float, a: PodSample, b: PodSample) -> ClusterSnapshot:
+    return snap(time_s, [a, b], [status("a", ready=2), status("b", ready=1)])
+
+
+@pytest.mark.parametrize("mean_prompt", [200, 1000, 6000])
+def test_token_load_is_the_share_of_the_ready_replicas_token_capacity(mean_prompt: int
+                                                                       ) -> None:
+    """80 % of pool a's prefill capacity (2 ready x 1,000 tok/s) and 50 % of its decode
+    capacity (2 x 100 tok/s) read 0.8 and 0.5 whatever the prompt length: the request rate
+    is whatever the mix makes it."""
+    seconds = 30.0
+    prompt_tokens = int(0.8 * 2 * 1000.0 * seconds)
+    requests = prompt_tokens // mean_prompt
+    history = [_two_pools(0.0, pod("a1"), pod("b1", "b")),
+               _two_pools(seconds, pod("a1", success=requests, prompt=prompt_tokens,
+                                       generation=int(0.5 * 2 * 100.0 * seconds)),
+                          pod("b1", "b", prompt=3000, generation=150))]
+    builder = ObservationBuilder(V2)
+    obs = builder.observe(history)
+    assert feature(builder, obs, "a/prefill_load") == pytest.approx(0.8)
+    assert feature(builder, obs, "a/decode_load") == pytest.approx(0.5)
+    assert feature(builder, obs, "b/prefill_load") == pytest.approx(3000 / seconds / 4000.0)
+    assert feature(builder, obs, "b/decode_load") == pytest.approx(150 / seconds / 50.0)
+    # cluster: every pool at max_replicas (a: 4 x 1,000, b: 2 x 4,000 tok/s)
+    assert feature(builder, obs, "prefill_load") == pytest.approx(
+        (prompt_tokens + 3000) / seconds / (4 * 1000.0 + 2 * 4000.0))
+    assert feature(builder, obs, "decode_load") == pytest.approx(
+        (3000 + 150) / seconds / (4 * 100.0 + 2 * 50.0))
+
+
+def test_arrival_trend_is_short_over_long_window_rate() -> None:
+    """10 requests per 30 s interval, then 40 in the last one: the trend is the last
+    interval's rate over the long window's (300 s back, from the snapshot at t = 30 s)."""
+    history = []
+    done = 0
+    for k in range(12):
+        done += 40 if k == 11 else (10 if k > 0 else 0)
+        history.append(_two_pools(30.0 * k, pod("a1", success=done), pod("b1", "b")))
+    builder = ObservationBuilder(V2)
+    obs = builder.observe(history)
+    short = 40 / 30.0
+    long = (done - 10) / 300.0  # from t = 30 s (the newest snapshot >= 300 s old) to 330 s
+    assert feature(builder, obs, "a/arrival_trend") == pytest.approx(short / long)
+    assert feature(builder, obs, "b/arrival_trend") == 0.0  # no arrivals: 0, not NaN
+
+
+def test_version_2_needs_every_pools_token_capacities() -> None:
+    with pytest.raises(ValueError, match="feature_version 2 needs prefill_tok_s"):
+        ObservationConfig((info("a"), info("b", decode_tok_s=0.0)), 1.0, 0.1,
+                          feature_version=2)
+    with pytest.raises(ValueError, match="feature_version must be one of"):
+        ObservationConfig((info("a"),), 1.0, 0.1, feature_version=3)

@@ -12,7 +12,12 @@ import pytest
 from rlscale.agents.bundle.io import load_bundle
 from rlscale.agents.shield import ShieldedPolicy
 from rlscale.envs import LLMClusterEnv
-from rlscale.evaluate.policies import PolicySpec, build_policy, packaged_bundle
+from rlscale.evaluate.policies import (
+    PolicySpec,
+    build_policy,
+    packaged_bundle,
+    policy_observation,
+)
 
 POOLS = ["llama3-8b-h100", "llama3-8b-a100", "llama3-8b-l4"]
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -20,12 +25,14 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_the_packaged_policy_serves_the_default_scenario_and_decides_itself() -> None:
     """Every decision comes from the bundle's network: a bundle whose shield always fell back
-    to the planner would pass a test of valid decisions alone."""
-    env = LLMClusterEnv("hetero-3pool", overrides={"episode": {"duration_s": 300}})
+    to the planner would pass a test of valid decisions alone. The environment builds the
+    bundle's own observation (as ``rlscale evaluate`` and the controller do)."""
+    assert packaged_bundle(["no-such-pool"]) is None
+    assert packaged_bundle(POOLS) is not None
+    env = LLMClusterEnv("hetero-3pool", overrides={"episode": {"duration_s": 300}},
+                        observation=policy_observation(PolicySpec("ppo"), POOLS))
     pools = [p.name for p in env.scenario.cluster.pools]
     assert pools == POOLS
-    assert packaged_bundle(pools) is not None
-    assert packaged_bundle(["no-such-pool"]) is None
     policy = build_policy(PolicySpec("ppo"), env.policy_context())
     assert isinstance(policy, ShieldedPolicy)
     observation, _ = env.reset(seed=0)

@@ -15,7 +15,8 @@ the oldest one) to the last.
 Observation (``float32``, ``size = 22 × pools + 4``): for each pool ``<p>`` in config order its
 22 entries, then 4 global ones. Each entry with its index, name, the unit of the measured
 quantity, its range, and below it its formula (declared once in
-:mod:`rlscale.metrics.features`)::
+:mod:`rlscale.metrics.features`), for the current feature version 2 (the config's
+``feature_version``)::
 
     0   <p>/ready_frac            [replicas; 0 - 10]
         ready replicas / max_replicas
@@ -25,14 +26,14 @@ quantity, its range, and below it its formula (declared once in
         pending replicas / max_replicas
     3   <p>/draining_frac         [replicas; 0 - 10]
         draining replicas / max_replicas
-    4   <p>/arrival_short         [req/s; 0 - 10]
-        req/s (short window) / (capacity_rps x max_replicas)
-    5   <p>/arrival_long          [req/s; 0 - 10]
-        req/s (long window) / (capacity_rps x max_replicas)
-    6   <p>/prompt_tokens         [tokens/s; 0 - 10]
-        log1p(prompt tokens/s / (max_replicas x max_num_seqs / slo_itl_s))
-    7   <p>/generation_tokens     [tokens/s; 0 - 10]
-        log1p(generation tokens/s / (max_replicas x max_num_seqs / slo_itl_s))
+    4   <p>/arrival_trend         [ratio; 0 - 10]
+        req/s (short window) / req/s (long window); 0 without arrivals
+    5   <p>/prefill_load          [tokens/s; 0 - 10]
+        prompt tokens/s (short window) / (prefill_tok_s x max(ready, 1))
+    6   <p>/prefill_load_long     [tokens/s; 0 - 10]
+        prompt tokens/s (long window) / (prefill_tok_s x max(ready, 1))
+    7   <p>/decode_load           [tokens/s; 0 - 10]
+        generation tokens/s (short window) / (decode_tok_s x max(ready, 1))
     8   <p>/running               [requests; 0 - 10]
         running requests / max(ready, 1) / max_num_seqs
     9   <p>/waiting               [requests; 0 - 10]
@@ -61,14 +62,29 @@ quantity, its range, and below it its formula (declared once in
         free GPUs of its type / gpu_inventory
     21  <p>/price                 [$/replica-hour; 0 - 1]
         price_per_replica_hour / max over pools
-    g0  arrival_short             [req/s; 0 - 10]
-        total req/s (short window) / sum of capacity_rps x max_replicas
-    g1  arrival_long              [req/s; 0 - 10]
-        total req/s (long window) / sum of capacity_rps x max_replicas
+    g0  prefill_load              [tokens/s; 0 - 10]
+        total prompt tokens/s (short window) / sum of prefill_tok_s x max_replicas
+    g1  decode_load               [tokens/s; 0 - 10]
+        total generation tokens/s (short window) / sum of decode_tok_s x max_replicas
     g2  time_of_day_sin           [s; -1 - 1]
         sin(2 pi (time_s mod day_length_s) / day_length_s)
     g3  time_of_day_cos           [s; -1 - 1]
         cos(2 pi (time_s mod day_length_s) / day_length_s)
+
+**Load in tokens.** Version 2 measures each pool's load as the prompt and generated tokens its
+pods count (vLLM's ``prompt_tokens_total`` and ``generation_tokens_total``) per second, over
+the tokens/s its ready replicas can serve, from the pool's profile (stored in the config and the
+bundle, never measured on the evaluated workload): ``prefill_tok_s`` = ``B / (overhead_s +
+prefill_s_per_token x B)`` with ``B = max_num_batched_tokens`` (a step full of prompt chunks),
+``decode_tok_s`` = ``n / (overhead_s + n x (decode_s_per_seq + context_s_per_token x 1024))``
+with ``n`` the largest batch whose step fits the inter-token SLO, at most ``max_num_seqs`` and
+the KV cache's sequences of 1,024 tokens (:mod:`rlscale.sim.capacity`). A pool at 80 % of its
+prefill capacity reads 0.8 whatever the length mix; requests/s appear only as the ratio of the
+short to the long window (``arrival_trend``). Version 1 (bundles trained before it) has
+``arrival_short``, ``arrival_long`` (req/s over ``capacity_rps x max_replicas``),
+``prompt_tokens`` and ``generation_tokens`` (``log1p`` of tokens/s over ``max_replicas x
+max_num_seqs / slo_itl_s``) at indices 4-7, and total req/s over the short and long window at
+g0-g1 (``feature_table(version=1)``).
 
 Latencies and violations of an interval without observations are 0 (then ``has_traffic`` is 0);
 every entry is clipped to its range. Replica ratios exceed 1 only if something else scales the
@@ -88,7 +104,7 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from rlscale.metrics.features import GLOBAL_FEATURES, POOL_FEATURES
+from rlscale.metrics.features import FEATURE_VERSIONS
 from rlscale.metrics.intervals import (
     KV,
     RUNNING,
@@ -119,10 +135,11 @@ class ObservationBuilder:
         self.config = config
         pools = config.pools
         self._index = {p.name: i for i, p in enumerate(pools)}
-        entries = [f for _ in pools for f in POOL_FEATURES] + list(GLOBAL_FEATURES)
+        pool_features, global_features = FEATURE_VERSIONS[config.feature_version]
+        entries = [f for _ in pools for f in pool_features] + list(global_features)
         self.names: tuple[str, ...] = tuple(
-            [f"{p.name}/{f.name}" for p in pools for f in POOL_FEATURES]
-            + [f.name for f in GLOBAL_FEATURES])
+            [f"{p.name}/{f.name}" for p in pools for f in pool_features]
+            + [f.name for f in global_features])
         self.units: tuple[str, ...] = tuple(f.formula for f in entries)
         self.low = np.array([f.low for f in entries], np.float32)
         self.high = np.array([f.high for f in entries], np.float32)
@@ -140,6 +157,10 @@ class ObservationBuilder:
         prices = np.array([p.price_per_replica_hour for p in pools], float)
         self._price = prices / prices.max() if prices.max() > 0 else np.zeros_like(prices)
         self._total_capacity = float(self._capacity.sum())
+        self._prefill = np.array([p.prefill_tok_s for p in pools], float)
+        self._decode = np.array([p.decode_tok_s for p in pools], float)
+        self._total_prefill = float((self._prefill * max_replicas).sum())
+        self._total_decode = float((self._decode * max_replicas).sum())
         self._cache: dict[int, tuple[ClusterSnapshot, SnapshotArrays]] = {}
         self._short: tuple[ClusterSnapshot | None, ClusterSnapshot, IntervalArrays] | None = None
         self._pool_intervals: tuple[ClusterSnapshot | None, ClusterSnapshot,
@@ -184,13 +205,32 @@ class ObservationBuilder:
         cur = self._arrays(cur_snapshot)
         short = self._short_interval(history[last - 1] if last >= 1 else None, cur_snapshot)
         if long_ref == last - 1 or last == 0:
-            long_arrival = short.arrival_rps
+            long = short
         else:
-            long_arrival = interval_arrays(self._arrays(history[long_ref]), cur, self.config,
-                                     full=False).arrival_rps
+            long = interval_arrays(self._arrays(history[long_ref]), cur, self.config, full=False)
         if len(self._cache) > len(window) + 8:
             self._cache = {k: v for k, v in self._cache.items() if k in window}
-        return self._vector(cur, short, long_arrival)
+        return self._vector(cur, short, long)
+
+    def _load(self, cur: SnapshotArrays, short: IntervalArrays, long: IntervalArrays
+              ) -> tuple[tuple[FloatArray, ...], tuple[float, float]]:
+        """The load entries of the config's feature version: four per-pool columns (indices
+        4-7) and two global values (g0, g1); see :data:`~rlscale.metrics.features.
+        FEATURE_VERSIONS`."""
+        if self.config.feature_version == 1:
+            return ((short.arrival_rps / self._capacity, long.arrival_rps / self._capacity,
+                     np.log1p(short.prompt_tokens_per_s / self._token_scale),
+                     np.log1p(short.generation_tokens_per_s / self._token_scale)),
+                    (short.arrival_rps.sum() / self._total_capacity,
+                     long.arrival_rps.sum() / self._total_capacity))
+        ready = np.maximum(cur.ready, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            trend = np.where(short.arrival_rps > 0, short.arrival_rps / long.arrival_rps, 0.0)
+        return ((trend, short.prompt_tokens_per_s / (self._prefill * ready),
+                 long.prompt_tokens_per_s / (self._prefill * ready),
+                 short.generation_tokens_per_s / (self._decode * ready)),
+                (short.prompt_tokens_per_s.sum() / self._total_prefill,
+                 short.generation_tokens_per_s.sum() / self._total_decode))
 
     def intervals(self, prev: ClusterSnapshot | None,
                   cur: ClusterSnapshot) -> tuple[PoolInterval, ...]:
@@ -216,18 +256,16 @@ class ObservationBuilder:
         return short
 
     def _vector(self, cur: SnapshotArrays, short: IntervalArrays,
-                long_arrival: FloatArray) -> npt.NDArray[np.float32]:
+                long: IntervalArrays) -> npt.NDArray[np.float32]:
         ready = np.maximum(cur.ready, 1.0)
         max_replicas = self._max_replicas
+        pool_load, global_load = self._load(cur, short, long)
         columns = (
             cur.ready / max_replicas,
             cur.starting / max_replicas,
             cur.pending / max_replicas,
             cur.draining / max_replicas,
-            short.arrival_rps / self._capacity,
-            long_arrival / self._capacity,
-            np.log1p(short.prompt_tokens_per_s / self._token_scale),
-            np.log1p(short.generation_tokens_per_s / self._token_scale),
+            *pool_load,
             cur.pool_sums[:, RUNNING] / ready / self._max_num_seqs,
             np.log1p(cur.pool_sums[:, WAITING] / ready) / self._log_max_num_seqs,
             cur.pool_sums[:, KV] / np.maximum(cur.npods, 1.0),
@@ -243,8 +281,7 @@ class ObservationBuilder:
         phase = 2.0 * math.pi * (cur.time_s % self.config.day_length_s) / self.config.day_length_s
         out = np.concatenate([
             np.stack(columns, axis=1).ravel(),
-            [short.arrival_rps.sum() / self._total_capacity,
-             long_arrival.sum() / self._total_capacity, math.sin(phase), math.cos(phase)],
+            [*global_load, math.sin(phase), math.cos(phase)],
         ])
         out[np.isnan(out)] = 0.0
         np.clip(out, self._low, self._high, out=out)
