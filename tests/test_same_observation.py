@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from rlscale.agents.bundle.io import load_bundle
+from rlscale.agents.bundle.io import load_bundle, save_bundle
 from rlscale.controller.cluster_state import PodInfo, PoolState
 from rlscale.controller.config import parse_config
 from rlscale.controller.loop import ControlLoop
@@ -31,6 +32,7 @@ from rlscale.envs import LLMClusterEnv
 from rlscale.envs.splits import scenario_splits
 from rlscale.evaluate.policies import PolicySpec, build_policy, packaged_bundle, policy_observation
 from rlscale.metrics.exposition import parse_pod_metrics, render_pod_metrics
+from rlscale.metrics.observation import ObservationBuilder
 from rlscale.metrics.snapshot import ClusterSnapshot
 from rlscale.sim.scenario import load_scenario
 from rlscale.sim.workload import Workload
@@ -98,12 +100,14 @@ def controller_for(scenario_name: str, bundle: str) -> ControlLoop:
                        metrics=ControllerMetrics())
 
 
-def lockstep(workload: Workload | None, steps: int) -> list[tuple[bool, str, str]]:
-    """Run the evaluation's episode and the controller side by side; return per decision
-    (vectors equal, decision reason, why the fallback decided or "")."""
+def lockstep(workload: Workload | None, steps: int, bundle: str | None = None
+             ) -> list[tuple[bool, str, str]]:
+    """Run the evaluation's episode and the controller side by side (the shipped bundle
+    unless told); return per decision (vectors equal, decision reason, why the fallback
+    decided or "")."""
     scenario = load_scenario(SCENARIO)
     pools = [p.name for p in scenario.cluster.pools]
-    bundle = packaged_bundle(pools)
+    bundle = bundle or packaged_bundle(pools)
     assert bundle is not None
     spec = PolicySpec("ppo", {"bundle": bundle})
     window = scenario_splits(scenario, 1800.0).test[0]
@@ -153,6 +157,28 @@ def test_the_controller_observes_and_decides_as_the_evaluation_on_a_held_out_win
     assert all(why == "" for _, _, why in steps), f"the fallback decided: {steps}"
     assert any(reason == "Policy" for _, reason, _ in steps), (
         f"the bundle never decided itself: {steps}")
+
+
+@pytest.mark.slow
+def test_a_bundle_on_token_loads_observes_and_decides_the_same_in_both(tmp_path: Path) -> None:
+    """Feature version 2 (loads in tokens against the profiles' token capacities, which the
+    bundle records): the controller computes every entry from the pods' counters and the
+    bundle. The shipped network under the environment's version-2 config, seen ranges set to
+    the bounds (so the familiarity gate lets it decide)."""
+    scenario = load_scenario(SCENARIO)
+    shipped = load_bundle(packaged_bundle([p.name for p in scenario.cluster.pools]) or "")
+    config = LLMClusterEnv(scenario).observation_config
+    assert config.feature_version == 2
+    builder = ObservationBuilder(config)
+    spec = dataclasses.replace(
+        shipped.spec(), context=dataclasses.replace(shipped.policy_context(),
+                                                    observation=config),
+        seen_low=builder.low, seen_high=builder.high, observation_names=None,
+        observation_units=None)
+    path = save_bundle(tmp_path / "v2", shipped.network(), spec)
+    assert load_bundle(path).observation_names == builder.names
+    steps = lockstep(None, 12, str(path))
+    assert all(same for same, _, _ in steps), steps
 
 
 @pytest.mark.slow
