@@ -10,6 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
+from rlscale.sim.capacity import (
+    REFERENCE_CONTEXT_TOKENS,
+    replica_decode_tok_s,
+    replica_prefill_tok_s,
+)
 from rlscale.sim.profile import (
     GIB,
     PerformanceProfile,
@@ -292,3 +297,33 @@ def test_bad_cold_start_is_named() -> None:
     raw["cold_start"] = {"median_s": 300.0, "p95_s": 100.0, "min_s": 10.0}
     with pytest.raises(ProfileError, match="cold_start"):
         profile_from_dict(raw, "broken")
+
+
+# ---------------------------------------------------------------- token capacities
+def test_prefill_capacity_is_a_full_chunk_per_step() -> None:
+    p = _toy()  # 2,048-token steps: 10 ms + 2,048 x 0.1 ms
+    assert p.max_num_batched_tokens == 2048
+    assert replica_prefill_tok_s(p) == pytest.approx(2048 / (0.01 + 2048 * 1e-4))
+
+
+@pytest.mark.parametrize(("itl_slo_s", "batch"), [
+    (0.15, 256),   # the time bound (918 sequences) is past max_num_seqs
+    (0.03, 131),   # floor((0.03 - 0.01) / (5e-5 + 1e-7 x 1024)) = 131
+])  # fmt: skip
+def test_decode_capacity_is_the_largest_batch_inside_the_itl_slo(itl_slo_s: float,
+                                                                 batch: int) -> None:
+    p = _toy()
+    per_seq = 5e-5 + 1e-7 * REFERENCE_CONTEXT_TOKENS
+    assert replica_decode_tok_s(p, itl_slo_s) == pytest.approx(batch / (0.01 + batch * per_seq))
+    assert 0.01 + batch * per_seq <= itl_slo_s
+
+
+def test_decode_capacity_is_kv_limited_on_a_small_gpu() -> None:
+    p = load_profile("llama-3-8b_l4")  # ~33k tokens of KV: 32 sequences of 1,024 tokens
+    batch = p.kv_capacity_tokens // REFERENCE_CONTEXT_TOKENS
+    assert batch == 32
+    per_seq = p.decode_s_per_seq + p.context_s_per_token * REFERENCE_CONTEXT_TOKENS
+    assert replica_decode_tok_s(p, 0.15) == pytest.approx(batch / (p.overhead_s
+                                                                    + batch * per_seq))
+    with pytest.raises(ValueError, match="itl_slo_s must be > 0"):
+        replica_decode_tok_s(p, 0.0)
