@@ -388,12 +388,15 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     def _mixture_workload(self, horizon_s: float, rng: np.random.Generator) -> Workload:
         """This episode's requests drawn from the workload mixture (training on a
-        distribution of workloads); the time of day starts at 0."""
+        distribution of workloads); the clock starts at a uniform time of day, since the
+        families draw their own periods and phases: the time-of-day entries then cover
+        their whole range in training (the familiarity gate judges them too) and say nothing
+        the policy could tie to the load."""
         assert self.workloads is not None
         drawn = self.workloads.draw(rng, horizon_s, self.scenario.cluster,
                                     self.scenario.slo.itl_s, base_dir=self.scenario.base_dir)
         self.episode_family = drawn.family
-        self.offset_s = 0.0
+        self.offset_s = float(rng.uniform(0.0, self.config.control.day_length_s))
         return drawn.workload
 
     def _apply(self, decoded: DecodedAction, desired: list[int]) -> None:
