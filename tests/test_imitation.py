@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from simfixtures import poisson_workload
 
-from rlscale.agents.policy import Decision
+from rlscale.agents.policy import Decision, Policy
 from rlscale.configschema import ConfigError
+from rlscale.envs import LLMClusterEnv
 from rlscale.training.config import load_train_config
 from rlscale.training.imitation import discounted_returns, expert_action
 
@@ -81,7 +84,9 @@ def test_cloning_the_planner_makes_the_policy_decide_like_it(tmp_path: Path) -> 
     env = vec_env.venv.envs[0]
     step, levels = env.config.control.replica_step, env.config.control.weight_levels
     spec = parse_policies("planner:headroom=0.2")[0]
-    experts = [build_policy(spec, env.policy_context())]
+
+    def experts(i: int) -> Policy:  # as imitate makes them: the episode's own capacities
+        return build_policy(spec, env.expert_context())
 
     def agreement() -> float:  # on a new episode the expert drives
         vec_env.training = False  # normalization as fitted
@@ -125,3 +130,22 @@ def test_validation_counts_cost_only_at_the_attainment_of_hpa_or_the_floor(
     cheap_but_worse = {"slo_attainment": 0.97, "cost_usd": 10.0}
     dear_and_better = {"slo_attainment": 0.98, "cost_usd": 14.0}
     assert validation_score(dear_and_better, 0.972) > validation_score(cheap_but_worse, 0.972)
+
+
+def test_the_expert_is_taught_each_episodes_own_capacities() -> None:
+    """A privileged teacher: on an episode of ~4.5k-token prompts the expert's per-replica
+    capacities (req/s) are those of these lengths, far below the ones the policy's observation
+    is built with (the scenario's conversation lengths); nothing else differs."""
+    long_prompts = poisson_workload(5.0, 3000, prompt=(4000, 5000), output=(200, 300))
+    conversations = LLMClusterEnv("hetero-3pool").observation_config
+    env = LLMClusterEnv("hetero-3pool", workload=long_prompts, observation=conversations,
+                        overrides={"episode": {"duration_s": 300}})
+    before_reset = env.expert_context()
+    assert before_reset == env.policy_context()  # no episode yet: the observation's figures
+    env.reset(seed=0)
+    own, taught = env.policy_context(), env.expert_context()
+    for mine, expert in zip(own.observation.pools, taught.observation.pools, strict=True):
+        assert expert.capacity_rps < 0.5 * mine.capacity_rps, (mine, expert)
+        assert dataclasses.replace(expert, capacity_rps=mine.capacity_rps) == mine
+    assert taught.min_replicas == own.min_replicas
+    assert taught.interval_s == own.interval_s

@@ -135,7 +135,8 @@ def test_the_env_draws_a_family_per_episode_deterministically() -> None:
         assert 0.0 <= env.offset_s < env.config.control.day_length_s
         sines.append(observation[env.observation_names.index("time_of_day_sin")])
     # the clock starts at a uniform time of day: the time entries span their whole range
-    assert min(sines) < -0.3 and max(sines) > 0.3, sines
+    assert min(sines) < -0.3, sines
+    assert max(sines) > 0.3, sines
     assert set(families) == {"conv", "long"}
     assert families["conv"] > families["long"]
     again = LLMClusterEnv("hetero-3pool", workloads=mixture)

@@ -21,7 +21,7 @@ from rlscale.metrics.observation import ObservationBuilder
 from rlscale.metrics.observation_config import ObservationConfig
 from rlscale.sim.backend import AnyCluster, make_cluster, ready_counts, snapshot_of
 from rlscale.sim.cluster import Cluster
-from rlscale.sim.pool_info import observation_config
+from rlscale.sim.pool_info import observation_config, pool_infos
 from rlscale.sim.scenario import Scenario, load_scenario
 from rlscale.sim.workload import Workload, rate_scaled
 from rlscale.sim.workload import window as window_of
@@ -257,6 +257,19 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         return PolicyContext(self.observation_config,
                              tuple(p.min_replicas for p in self.scenario.cluster.pools),
                              self.config.control.interval_s)
+
+    def expert_context(self) -> PolicyContext:
+        """:meth:`policy_context` with each pool's ``capacity_rps`` figured for this episode's
+        own mean lengths: a privileged teacher for imitation (the heuristic expert scales
+        long prompts' pools for what they really serve), never what a deployed policy sees."""
+        context = self.policy_context()
+        if self.episode_workload is None:
+            return context
+        figured = pool_infos(self.scenario, self.episode_workload)
+        pools = tuple(dataclasses.replace(p, capacity_rps=f.capacity_rps)
+                      for p, f in zip(context.observation.pools, figured, strict=True))
+        return dataclasses.replace(context, observation=dataclasses.replace(
+            context.observation, pools=pools))
 
     def policy_input(self, observation: NDArray[np.float32] | None = None) -> PolicyInput:
         """The :class:`~rlscale.agents.policy.PolicyInput` for the current state."""

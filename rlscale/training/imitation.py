@@ -97,19 +97,19 @@ def discounted_returns(rewards: NDArray[np.float64], dones: NDArray[np.bool_], g
     return returns, complete
 
 
-def collect(vec_env: Any, experts: list[Policy], steps: int, *, gamma: float,
+def collect(vec_env: Any, experts: Callable[[int], Policy], steps: int, *, gamma: float,
             replica_step: int, weight_levels: int, learner: Any = None, beta: float = 1.0,
             rng: np.random.Generator, advance: Callable[[], None] = lambda: None
             ) -> Demonstrations:
     """Run ``steps`` environment steps (over all environments of ``vec_env``, a
     ``VecNormalize`` over environments with ``policy_input`` and ``action_masks``) labelled
-    by ``experts`` (one per environment). With a ``learner`` (an SB3 model), each environment
-    follows the learner, or the expert with probability ``beta``."""
+    by an expert per environment, made afresh by ``experts(i)`` for every episode of
+    environment ``i``. With a ``learner`` (an SB3 model), each environment follows the
+    learner, or the expert with probability ``beta``."""
     n_envs = vec_env.num_envs
     rounds = max(1, math.ceil(steps / n_envs))
     raw = _reset(vec_env)
-    for expert in experts:
-        expert.reset()
+    expert_of = [experts(i) for i in range(n_envs)]
     obs, acts, masks, rewards, dones = [], [], [], [], []
     followed_expert = 0
     episodes = 0
@@ -119,7 +119,7 @@ def collect(vec_env: Any, experts: list[Policy], steps: int, *, gamma: float,
         labels = np.stack([
             expert_action(expert.decide(observed), observed.desired, mask[i], replica_step,
                           weight_levels)
-            for i, (expert, observed) in enumerate(zip(experts, inputs, strict=True))])
+            for i, (expert, observed) in enumerate(zip(expert_of, inputs, strict=True))])
         actions = labels
         if learner is not None and beta < 1.0:
             own, _ = learner.predict(vec_env.normalize_obs(raw), action_masks=mask,
@@ -136,8 +136,8 @@ def collect(vec_env: Any, experts: list[Policy], steps: int, *, gamma: float,
         raw = np.asarray(vec_env.get_original_obs())
         rewards.append(np.asarray(reward, dtype=np.float64))
         dones.append(np.asarray(done, dtype=np.bool_))
-        for i in np.flatnonzero(done):
-            experts[i].reset()
+        for i in np.flatnonzero(done):  # the environment has started its next episode
+            expert_of[i] = experts(int(i))
             episodes += 1
         for _ in range(n_envs):
             advance()
@@ -211,7 +211,13 @@ def imitate(model: Any, vec_env: Any, config: ImitationConfig, *, gamma: float,
     """
 
     spec = parse_policies(config.expert)[0]
-    experts = [build_policy(spec, context) for context in vec_env.env_method("policy_context")]
+
+    def experts(i: int) -> Policy:
+        """The expert for environment ``i``'s current episode (its own capacities)."""
+        expert = build_policy(spec, vec_env.env_method("expert_context", indices=[i])[0])
+        expert.reset()
+        return expert
+
     rng = np.random.default_rng(seed)
     data: Demonstrations | None = None
     report: dict[str, Any] = {"expert": spec.label, "rounds": []}
