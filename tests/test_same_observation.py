@@ -196,8 +196,10 @@ def test_on_unseen_long_prompts_both_normalize_with_the_bundles_capacities() -> 
     assert own != pytest.approx(trained, rel=0.2), "the workload should change capacities"
     steps = lockstep(long_prompts, 14)
     assert all(same for same, _, _ in steps), steps
-    # traffic this unlike the training's is handed to the planner, in both
-    assert steps[-1][2] == "FallbackUnfamiliar", steps
+    # who decides (the network, or the planner on unfamiliar observations) is the same in both
+    # (checked at every step by lockstep); the shipped bundle, trained on a mixture with long
+    # prompts, knows these and decides itself
+    assert all(why == "" for _, _, why in steps), steps
 
 
 def test_the_shipped_bundle_was_trained_on_the_default_scenarios_observation() -> None:
