@@ -310,8 +310,9 @@ def test_prefill_capacity_is_a_full_chunk_per_step() -> None:
     (0.15, 256),   # the time bound (918 sequences) is past max_num_seqs
     (0.03, 131),   # floor((0.03 - 0.01) / (5e-5 + 1e-7 x 1024)) = 131
 ])  # fmt: skip
-def test_decode_capacity_is_the_largest_batch_inside_the_itl_slo(itl_slo_s: float,
-                                                                 batch: int) -> None:
+def test_decode_capacity_is_the_largest_batch_inside_the_itl_slo(
+    itl_slo_s: float, batch: int
+) -> None:
     p = _toy()
     per_seq = 5e-5 + 1e-7 * REFERENCE_CONTEXT_TOKENS
     assert replica_decode_tok_s(p, itl_slo_s) == pytest.approx(batch / (0.01 + batch * per_seq))
@@ -323,7 +324,6 @@ def test_decode_capacity_is_kv_limited_on_a_small_gpu() -> None:
     batch = p.kv_capacity_tokens // REFERENCE_CONTEXT_TOKENS
     assert batch == 32
     per_seq = p.decode_s_per_seq + p.context_s_per_token * REFERENCE_CONTEXT_TOKENS
-    assert replica_decode_tok_s(p, 0.15) == pytest.approx(batch / (p.overhead_s
-                                                                    + batch * per_seq))
+    assert replica_decode_tok_s(p, 0.15) == pytest.approx(batch / (p.overhead_s + batch * per_seq))
     with pytest.raises(ValueError, match="itl_slo_s must be > 0"):
         replica_decode_tok_s(p, 0.0)
