@@ -20,6 +20,8 @@ Example (every field; defaults in comments)::
         price_per_replica_hour: 6.88   # US dollars
         capacity_rps: 12.0         # requests/s one replica serves within the SLO
         gpu_inventory: 4           # GPUs of this type in the cluster
+        # prefill_tok_s / decode_tok_s: optional token capacities per replica (tokens/s; only
+        # the token-load observation uses them, and a bundle brings its own)
     httproute:                     # optional: without it routing weights are left alone
       namespace: llm
       name: vllm
@@ -94,9 +96,11 @@ LIMITS: dict[str, float] = {
     "interval_s": 3600.0, "staleness_s": 86_400.0, "long_window_s": 7 * 86_400.0,
     "day_length_s": 366 * 86_400.0, "gpus_per_replica": 64, "max_num_seqs": 1_000_000,
     "price_per_replica_hour": 10_000.0, "capacity_rps": 1e6, "gpu_inventory": 1_000_000,
+    "prefill_tok_s": 64 * MAX_TOKENS_PER_S_PER_GPU, "decode_tok_s": 64 * MAX_TOKENS_PER_S_PER_GPU,
     "lease_duration_s": 3600.0,
     "slo_s": 3600.0}
-"""Upper bounds of the config's numbers (seconds, counts, requests/s, US dollars per hour)."""
+"""Upper bounds of the config's numbers (seconds, counts, requests/s, tokens/s per replica of up
+to 64 GPUs, US dollars per hour)."""
 
 
 @dataclass(frozen=True)
