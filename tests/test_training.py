@@ -163,7 +163,8 @@ def test_ppo_fine_tuning_improves_the_return(tmp_path: Path,
     config = load_train_config(None, [
         f"scenario={scenario}", "total_timesteps=640", "n_envs=1", "seed=0", "imitation.steps=0",
         "ppo.n_steps=128", "ppo.batch_size=64", "ppo.n_epochs=10", "ppo.learning_rate=5e-3",
-        "ppo.gamma=0.9", "ppo.net_arch=[32, 32]", "checkpoint_every_steps=100000"])
+        "ppo.gamma=0.9", "ppo.net_arch=[32, 32]", "checkpoint_every_steps=100000",
+        "workloads=null", "rollout_engine=request"])  # the scenario's own lesson
     train(config, tmp_path / "run", progress=True, validate=False, final_evaluation=False)
     progress = [line for line in capsys.readouterr().err.splitlines() if "PPO steps" in line]
     assert progress[-1].split("] ")[1].startswith("PPO steps: 640/640 (100%)"), progress
