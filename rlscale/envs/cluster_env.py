@@ -14,9 +14,10 @@ from rlscale.agents.shield import Shield
 from rlscale.agents.window import ObservationWindow
 from rlscale.envs.actions import ActionCodec, DecodedAction
 from rlscale.envs.config import EnvConfig, env_config
+from rlscale.envs.episode_workload import EpisodeWorkloads
 from rlscale.envs.faults import schedule_faults, slow_cold_starts
-from rlscale.envs.splits import TRAIN_SEED_BASE, Window, scenario_splits
-from rlscale.envs.step_metrics import ended_since
+from rlscale.envs.splits import Window, scenario_splits
+from rlscale.envs.step_metrics import arrived_between, ended_since
 from rlscale.metrics.observation import ObservationBuilder
 from rlscale.metrics.observation_config import ObservationConfig
 from rlscale.sim.backend import AnyCluster, make_cluster, ready_counts, snapshot_of
@@ -24,7 +25,6 @@ from rlscale.sim.cluster import Cluster
 from rlscale.sim.pool_info import observation_config, pool_infos
 from rlscale.sim.scenario import Scenario, load_scenario
 from rlscale.sim.workload import Workload, rate_scaled
-from rlscale.sim.workload import window as window_of
 from rlscale.sim.workload.mixture import WorkloadMixture
 
 
@@ -145,6 +145,10 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         control = self.config.control
         self.codec = ActionCodec(spec, control.replica_step, control.weight_levels)
         self.splits = scenario_splits(self.scenario, self.config.episode.duration_s)
+        self.episodes = EpisodeWorkloads(self.scenario, self.config, self.splits, window=window,
+                                         fixed_workload=workload, fixed_offset_s=time_offset_s,
+                                         mixture=workloads)
+        """Where each episode's requests come from."""
         self.pool_count = len(spec.pools)
         if observation is not None:
             self.observation_config = with_replica_limits(
@@ -177,7 +181,6 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.cluster: AnyCluster | None = None
         self.offset_s = 0.0
         self.episode_load_scale = 1.0
-        self._trace: Workload | None = None
         self.episode_workload: Workload | None = None
         self.episode_replica_changes = 0
         self._scored_start_s = 0.0
@@ -196,11 +199,10 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         episode = self.config.episode
         control = self.config.control
         horizon_s = episode.duration_s + control.interval_s * control.warmup_steps
-        drawn = (self.workloads is not None and self.window is None
-                 and self.fixed_workload is None)
-        workload = (self._mixture_workload(horizon_s, rng) if drawn
-                    else self._episode_workload(horizon_s, rng))
-        self.episode_workload = workload
+        drawn = self.episodes.from_mixture
+        episode_draw = self.episodes.draw(horizon_s, rng)
+        workload = self.episode_workload = episode_draw.workload
+        self.offset_s, self.episode_family = episode_draw.offset_s, episode_draw.family
         self.episode_load_scale = (self.fixed_load_scale if self.fixed_load_scale is not None
                                    else 1.0 if drawn  # the mixture's load draw scaled it
                                    else float(rng.uniform(*episode.load_scale)))
@@ -329,88 +331,20 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             self._cluster().kv_integrals(), self._scored_kv_start, strict=True))
         if drain:
             cluster.run_to_completion(max_s=end_s + 4 * 3600.0)
-        data = cluster.log.arrays()
-        scored = (data["arrival_s"] >= self._scored_start_s) & (data["arrival_s"] < end_s)
-        subset = {key: values[scored] for key, values in data.items()}
-        done = subset["failure"] == 0
-        slo = self.scenario.slo
-        met = done & (subset["ttft_s"] <= slo.ttft_s) & (subset["itl_s"] <= slo.itl_s)
-        summary: dict[str, Any] = {
-            "requests": int(scored.sum()),
-            "completed": int(done.sum()),
-            "failed": int((~done).sum()),
-            "slo_attainment": float(met.mean()) if scored.any() else 1.0,
-            "cost_usd": cost,
-            "gpu_hours": gpu_hours,
-            "kv_utilization": kv_seconds / ready_seconds if ready_seconds > 0 else 0.0,
-            "throughput_tok_s": float(subset["output_tokens"][done].sum()) / scored_s,
-            "scaling_actions": self.episode_replica_changes,
-            "scored_s": scored_s,
-        }
-        for name in ("ttft", "itl", "e2e"):
-            values = subset[f"{name}_s"][done]
-            quantiles = np.percentile(values, [50, 90, 99]) if len(values) else [np.nan] * 3
-            summary.update({f"{name}_p50_s": float(quantiles[0]),
-                            f"{name}_p90_s": float(quantiles[1]),
-                            f"{name}_p99_s": float(quantiles[2]),
-                            f"{name}_mean_s": float(values.mean()) if len(values) else np.nan})
-        return summary
+        requests = arrived_between(cluster.log.arrays(), self._scored_start_s, end_s,
+                                   self.scenario.slo)
+        order = ("requests", "completed", "failed", "slo_attainment")
+        return {**{key: requests.pop(key) for key in order},
+                "cost_usd": cost, "gpu_hours": gpu_hours,
+                "kv_utilization": kv_seconds / ready_seconds if ready_seconds > 0 else 0.0,
+                "throughput_tok_s": requests.pop("throughput_tok_s"),
+                "scaling_actions": self.episode_replica_changes, "scored_s": scored_s,
+                **requests}
 
     def _cluster(self) -> AnyCluster:
         if self.cluster is None:
             raise RuntimeError("call reset() before step() or action_masks()")
         return self.cluster
-
-    def _episode_workload(self, horizon_s: float, rng: np.random.Generator) -> Workload:
-        """This episode's requests on a clock starting at 0; sets :attr:`offset_s`.
-
-        With a ``window`` (evaluation), its workload seed and offset. Otherwise (training):
-        generated workloads are drawn with a seed from the training range
-        (``splits.TRAIN_SEED_BASE`` and up) and start at a random time of their day; traces
-        start at a random point of the scenario's training range that leaves a whole episode,
-        with the time of day taken from the trace's own timestamps.
-        """
-        episode = self.config.episode
-        day = self.config.control.day_length_s
-        window = self.window
-        fixed = self.fixed_offset_s if window is None else window.offset_s
-        if self.fixed_workload is None and "generator" in self.scenario.workload:
-            seed = (window.seed if window is not None
-                    else TRAIN_SEED_BASE + int(rng.integers(2**31)))
-            offset = fixed if fixed is not None else (
-                float(rng.uniform(0.0, day)) if episode.random_offset else 0.0)
-            base = self.scenario.build_workload(np.random.default_rng(seed),
-                                                {"duration_s": offset + horizon_s})
-            clock_start = 0.0
-        else:
-            if self.fixed_workload is not None:
-                base = self.fixed_workload
-            else:
-                if self._trace is None:
-                    self._trace = self.scenario.build_workload(np.random.default_rng(0))
-                base = self._trace
-            latest = max(0.0, base.duration_s - horizon_s)
-            low, high = self.splits.train_offset_range_s or (0.0, latest)
-            high = min(high, latest)
-            offset = fixed if fixed is not None else (
-                float(rng.uniform(min(low, high), high)) if episode.random_offset else low)
-            start = base.metadata.get("start_s", 0.0)
-            clock_start = float(start) if isinstance(start, (int, float)) else 0.0
-        self.offset_s = clock_start + offset
-        return window_of(base, offset, horizon_s)
-
-    def _mixture_workload(self, horizon_s: float, rng: np.random.Generator) -> Workload:
-        """This episode's requests drawn from the workload mixture (training on a
-        distribution of workloads); the clock starts at a uniform time of day, since the
-        families draw their own periods and phases: the time-of-day entries then cover
-        their whole range in training (the familiarity gate judges them too) and say nothing
-        the policy could tie to the load."""
-        assert self.workloads is not None
-        drawn = self.workloads.draw(rng, horizon_s, self.scenario.cluster,
-                                    self.scenario.slo.itl_s, base_dir=self.scenario.base_dir)
-        self.episode_family = drawn.family
-        self.offset_s = float(rng.uniform(0.0, self.config.control.day_length_s))
-        return drawn.workload
 
     def _apply(self, decoded: DecodedAction, desired: list[int]) -> None:
         cluster = self._cluster()

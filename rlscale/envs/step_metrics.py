@@ -1,4 +1,5 @@
-"""What happened to the requests that ended during one control step (for ``info`` and reward)."""
+"""What happened to requests: those that ended during one control step (for ``info`` and
+reward), and those that arrived in an episode's scored time (for its summary)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,33 @@ from numpy.typing import NDArray
 from rlscale.sim.fluid.log import ArrayLog
 from rlscale.sim.spec import SLO
 from rlscale.sim.stats import RequestLog
+
+
+def arrived_between(data: dict[str, NDArray[Any]], start_s: float, end_s: float,
+                    slo: SLO) -> dict[str, Any]:
+    """Counts, SLO attainment, output throughput (tokens/s) and latency percentiles and means
+    (seconds) of the requests of ``data`` (a request log's arrays) that arrived in
+    ``[start_s, end_s)``; attainment is 1.0 when none did."""
+    scored = (data["arrival_s"] >= start_s) & (data["arrival_s"] < end_s)
+    subset = {key: values[scored] for key, values in data.items()}
+    done = subset["failure"] == 0
+    met = done & (subset["ttft_s"] <= slo.ttft_s) & (subset["itl_s"] <= slo.itl_s)
+    summary: dict[str, Any] = {
+        "requests": int(scored.sum()),
+        "completed": int(done.sum()),
+        "failed": int((~done).sum()),
+        "slo_attainment": float(met.mean()) if scored.any() else 1.0,
+        "throughput_tok_s": float(subset["output_tokens"][done].sum())
+        / max(end_s - start_s, 1e-9),
+    }
+    for name in ("ttft", "itl", "e2e"):
+        values = subset[f"{name}_s"][done]
+        quantiles = np.percentile(values, [50, 90, 99]) if len(values) else [np.nan] * 3
+        summary.update({f"{name}_p50_s": float(quantiles[0]),
+                        f"{name}_p90_s": float(quantiles[1]),
+                        f"{name}_p99_s": float(quantiles[2]),
+                        f"{name}_mean_s": float(values.mean()) if len(values) else np.nan})
+    return summary
 
 
 def ended_since(log: RequestLog | ArrayLog, start: int, slo: SLO) -> dict[str, Any]:
