@@ -351,6 +351,23 @@ def stop_controllers(started: list[ControllerProc]) -> None:
         print(proc.report(40))
 
 
+def leader_and_follower(twin: Any, procs: dict[str, ControllerProc], lease: str,
+                        pool: str) -> tuple[ControllerProc, ControllerProc]:
+    """Two controllers (``ctl-a``, ``ctl-b``) on the Lease ``lease``: waits for its holder,
+    the holder's scale-up of ``pool`` to 2 and three decisions of the other; checks each
+    one's ``rlscale_is_leader``. Returns (leader, follower)."""
+    holder = wait_until(lambda: (twin.lease(lease) or {}).get("spec", {}).get(
+        "holderIdentity"), 20, "a Lease holder")
+    wait_until(lambda: twin.replicas()[pool] == 2, 20, f"the leader to scale {pool} to 2",
+               report=procs[holder].report)
+    leader, follower = procs[holder], procs["ctl-b" if holder == "ctl-a" else "ctl-a"]
+    wait_until(lambda: len(follower.decisions()) >= 3, 20, "the follower to decide",
+               report=follower.report)
+    assert leader.total("rlscale_is_leader") == 1
+    assert follower.total("rlscale_is_leader") == 0
+    return leader, follower
+
+
 def alive_without_traceback(proc: ControllerProc) -> None:
     """The controller still runs and never logged a traceback."""
     assert proc.alive, proc.report()

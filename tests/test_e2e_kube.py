@@ -46,6 +46,7 @@ from e2e_procs import (  # noqa: E402 (after the skips)
     alive_without_traceback,
     controller_config,
     event_time,
+    leader_and_follower,
     start_controller,
     stop_controllers,
     wait_until,
@@ -308,19 +309,11 @@ def test_two_controllers_share_the_real_lease_and_the_follower_takes_over(
              for name in ("ctl-a", "ctl-b")}
     lease_s = procs["ctl-a"].config["leader_election"]["lease_duration_s"]
     retry_s = procs["ctl-a"].config["leader_election"]["retry_period_s"]
-    holder = wait_until(lambda: (twin.lease(LEASE) or {}).get("spec", {}).get(
-        "holderIdentity"), 20, "a Lease holder")
-    wait_until(lambda: twin.replicas()[H100] == 2, 20, "the leader to scale H100 to 2",
-               report=procs[holder].report)
-    leader, follower = procs[holder], procs["ctl-b" if holder == "ctl-a" else "ctl-a"]
-    wait_until(lambda: len(follower.decisions()) >= 3, 20, "the follower to decide",
-               report=follower.report)
-    assert leader.total("rlscale_is_leader") == 1
-    assert follower.total("rlscale_is_leader") == 0
+    leader, follower = leader_and_follower(twin, procs, LEASE, H100)
     events = [e for e in twin.events() if event_time(e) >= since
               and e.get("reportingComponent") == CONTROLLER_MANAGER]
     assert events
-    assert {e["reportingInstance"] for e in events} == {holder}
+    assert {e["reportingInstance"] for e in events} == {leader.name}
 
     leader.kill()  # SIGKILL: no release of the Lease
     killed = time.monotonic()

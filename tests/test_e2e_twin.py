@@ -37,6 +37,7 @@ from e2e_procs import (  # noqa: E402 (after the skips)
     controller_config,
     controller_writes,
     event_time,
+    leader_and_follower,
     prometheus_binary,
     start_controller,
     stop_controllers,
@@ -178,20 +179,12 @@ def test_two_controllers_one_acts_and_the_other_takes_over_after_sigkill(
         procs[name] = start(name, config, twin)
     lease_s = procs["ctl-a"].config["leader_election"]["lease_duration_s"]
     retry_s = procs["ctl-a"].config["leader_election"]["retry_period_s"]
-    holder = wait_until(lambda: (twin.lease("rlscale-pair") or {}).get("spec", {}).get(
-        "holderIdentity"), 20, "a Lease holder")
-    wait_until(lambda: twin.replicas()[H100] == 2, 20, "the leader to scale H100 to 2",
-               report=procs[holder].report)
-    leader, follower = procs[holder], procs["ctl-b" if holder == "ctl-a" else "ctl-a"]
-    wait_until(lambda: len(follower.decisions()) >= 3, 20, "the follower to decide",
-               report=follower.report)
-    assert leader.total("rlscale_is_leader") == 1
-    assert follower.total("rlscale_is_leader") == 0
+    leader, follower = leader_and_follower(twin, procs, "rlscale-pair", H100)
     assert all(not a or a.endswith("(not the leader)") for d in follower.decisions()
                for a in d["actions"])
     events = [e for e in twin.events() if event_time(e) >= since]
     assert events
-    assert {e["reportingInstance"] for e in events} == {holder}
+    assert {e["reportingInstance"] for e in events} == {leader.name}
 
     last_renew = twin.lease("rlscale-pair")["spec"]["renewTime"]  # type: ignore[index]
     leader.kill()  # SIGKILL: no release of the Lease
