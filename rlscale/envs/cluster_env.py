@@ -124,7 +124,6 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                  max_episode_steps: int | None = None) -> None:
         super().__init__()
         self.step_by_step = step_by_step
-        self.window = window
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         self.config: EnvConfig = env_config(self.scenario, overrides)
         self.max_episode_steps = (self.config.max_episode_steps if max_episode_steps is None
@@ -135,12 +134,9 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             raise ValueError(f"max_episode_steps: expected an integer >= 1, got "
                              f"{self.max_episode_steps}")
         self.episode_steps = 0
-        self.fixed_workload = workload
-        self.workloads = workloads
         self.episode_family = ""
         """The workload family of this episode (a mixture's draw; empty otherwise)."""
         self.fixed_load_scale = load_scale
-        self.fixed_offset_s = time_offset_s
         spec = self.scenario.cluster
         control = self.config.control
         self.codec = ActionCodec(spec, control.replica_step, control.weight_levels)
@@ -159,7 +155,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                                  f"{[p.name for p in observation.pools]}, the scenario has "
                                  f"{names}")
         else:
-            sample = self.fixed_workload
+            sample = workload
             if sample is None:  # the capacities are figured for a fixed-seed sample
                 sample = self.scenario.build_workload(np.random.default_rng(0))
             self.observation_config = observation_config(
