@@ -13,6 +13,7 @@ from simfixtures import poisson_workload
 from rlscale.agents.policy import Decision, Policy
 from rlscale.configschema import ConfigError
 from rlscale.envs import LLMClusterEnv
+from rlscale.evaluate.policies import episode_policy, parse_policies
 from rlscale.training.config import load_train_config
 from rlscale.training.imitation import discounted_returns, expert_action
 
@@ -48,8 +49,16 @@ def test_returns_restart_after_each_episode_and_cut_episodes_are_marked() -> Non
     assert complete.tolist() == [True, True, True, False, False]
 
 
+@pytest.mark.parametrize("expert", ["floor:capacity_fraction=0.7", "lookahead:headroom=0.1",
+                                    "planner:headroom=0.2"])
+def test_a_clairvoyant_or_heuristic_expert_is_accepted(expert: str) -> None:
+    config = load_train_config(None, [f"imitation.expert={expert}"])
+    assert config.imitation.expert == expert
+
+
 @pytest.mark.parametrize(("override", "message"), [
-    ("imitation.expert=oracle", "train.imitation.expert: 'oracle'"),
+    ("imitation.expert=ppo", "train.imitation.expert: 'ppo': unknown heuristic 'ppo'"),
+    ("imitation.expert=floor:headroom=0.2", "'floor' has no knob(s) ['headroom']"),
     ("imitation.expert=planner:speed=3", "has no knob(s) ['speed']"),
     ("imitation.expert=hpa,planner", "expected one heuristic, got 2"),
     ("imitation.rounds=0", "train.imitation.rounds: expected an integer in [1, 20]"),
@@ -70,8 +79,7 @@ def test_cloning_the_planner_makes_the_policy_decide_like_it(tmp_path: Path) -> 
     from sb3_contrib import MaskablePPO
     from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 
-    from rlscale.envs import LLMClusterEnv
-    from rlscale.evaluate.policies import build_policy, parse_policies
+    from rlscale.evaluate.policies import build_policy
     from rlscale.training.config import ImitationConfig
     from rlscale.training.imitation import collect, imitate
 
@@ -149,3 +157,25 @@ def test_the_expert_is_taught_each_episodes_own_capacities() -> None:
         assert dataclasses.replace(expert, capacity_rps=mine.capacity_rps) == mine
     assert taught.min_replicas == own.min_replicas
     assert taught.interval_s == own.interval_s
+
+
+def test_a_clairvoyant_expert_is_given_the_requests_the_cluster_is_sent() -> None:
+    """The floor as the imitation expert: it gets the episode's arrivals after the episode's
+    load scale (what the cluster really serves), so it plans from them instead of refusing
+    with ``NoForecast``; and it plans more replicas for a load scaled up 2x."""
+    spec = parse_policies("floor:capacity_fraction=0.8")[0]
+    planned, arrivals = [], []
+    for scale in (1.0, 2.0):
+        env = LLMClusterEnv("hetero-3pool", load_scale=scale,
+                            overrides={"episode": {"duration_s": 300}})
+        env.reset(seed=0)
+        episode = env.expert_episode()
+        assert episode.workload is not None
+        expert = episode_policy(spec, episode.context, episode.scenario, episode.workload,
+                                episode.offset_s)
+        decision = expert.decide(env.policy_input())
+        assert decision.reason == "Clairvoyant", decision
+        planned.append(sum(decision.replicas))
+        arrivals.append(len(episode.workload))
+    assert arrivals[1] > 1.7 * arrivals[0]
+    assert planned[1] > planned[0]

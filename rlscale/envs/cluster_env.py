@@ -28,6 +28,17 @@ from rlscale.sim.workload import Workload, rate_scaled
 from rlscale.sim.workload.mixture import WorkloadMixture
 
 
+@dataclasses.dataclass(frozen=True)
+class ExpertEpisode:
+    """A teacher's view of one training episode (see :meth:`LLMClusterEnv.expert_episode`)."""
+
+    context: PolicyContext
+    scenario: Scenario
+    workload: Workload | None
+    offset_s: float
+    """Simulated clock time (s) at which the workload's time 0 falls."""
+
+
 class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
     """Scale and route a cluster of vLLM pools; observe it the way Kubernetes and vLLM show it.
 
@@ -177,7 +188,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.cluster: AnyCluster | None = None
         self.offset_s = 0.0
         self.episode_load_scale = 1.0
-        self.episode_workload: Workload | None = None
+        self.episode_workload: Workload | None = None  # what the cluster is sent (rate-scaled)
         self.episode_replica_changes = 0
         self._scored_start_s = 0.0
         self._scored_cost_start = self._scored_gpu_hours_start = 0.0
@@ -203,7 +214,8 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
                                    else 1.0 if drawn  # the mixture's load draw scaled it
                                    else float(rng.uniform(*episode.load_scale)))
         if self.episode_load_scale != 1.0:
-            workload = rate_scaled(workload, self.episode_load_scale, rng)
+            workload = self.episode_workload = rate_scaled(workload, self.episode_load_scale,
+                                                           rng)
         cluster_rng = np.random.default_rng(int(rng.integers(2**63)))
         self.cluster = make_cluster(self.config.engine.mode, self.scenario.cluster, workload,
                                     cluster_rng, step_by_step=self.step_by_step)
@@ -255,6 +267,14 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         return PolicyContext(self.observation_config,
                              tuple(p.min_replicas for p in self.scenario.cluster.pools),
                              self.config.control.interval_s)
+
+    def expert_episode(self) -> ExpertEpisode:
+        """What a teacher for imitation may know of the current episode: :meth:`expert_context`,
+        the scenario, and the requests the cluster is being sent (the future included, for a
+        clairvoyant teacher such as the cost floor), on the clock that starts at ``offset_s``.
+        Privileged, like :meth:`expert_context`: never what a deployed policy sees."""
+        return ExpertEpisode(self.expert_context(), self.scenario, self.episode_workload,
+                             self.offset_s)
 
     def expert_context(self) -> PolicyContext:
         """:meth:`policy_context` with each pool's ``capacity_rps`` figured for this episode's

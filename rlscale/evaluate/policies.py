@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rlscale.agents.baselines import BASELINES, make_baseline
+from rlscale.agents.baselines import BASELINES, keyword_knobs, knobs_of, make_baseline
 from rlscale.agents.bundle.format import BundleError
 from rlscale.agents.bundle.io import load_bundle
 from rlscale.agents.familiarity import FamiliarityConfig, FamiliarityGate
@@ -17,6 +18,7 @@ from rlscale.evaluate.floor import FloorPolicy
 from rlscale.evaluate.oracle import OraclePolicy
 from rlscale.metrics.observation_config import ObservationConfig
 from rlscale.sim.scenario import Scenario
+from rlscale.sim.workload import Workload
 
 DEFAULT_POLICIES = ("static", "hpa", "kpa", "keda", "planner", "lookahead")
 """What ``rlscale evaluate`` runs when ``--policies`` is not given."""
@@ -108,6 +110,38 @@ def build_policy(spec: PolicySpec, context: PolicyContext,
         return make_baseline(spec.name, context, **spec.knobs)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+
+
+def heuristic_knobs(name: str) -> tuple[str, ...]:
+    """The knobs of heuristic policy ``name``: a baseline, the look-ahead heuristic or the
+    clairvoyant floor (the policies an imitation expert may be).
+
+    Raises:
+        ValueError: ``name`` is none of these (the message lists the valid ones).
+    """
+    if name == "floor":
+        return keyword_knobs(FloorPolicy)
+    if name in LOOKAHEAD_NAMES:
+        return keyword_knobs(OraclePolicy)
+    try:
+        return knobs_of(name)
+    except ValueError:
+        raise ValueError(f"unknown heuristic {name!r}; valid: "
+                         f"{sorted([*BASELINES, *LOOKAHEAD_NAMES, 'floor'])}") from None
+
+
+def episode_policy(spec: PolicySpec, context: PolicyContext, scenario: Scenario,
+                   workload: Workload | None, clock_start_s: float) -> Policy:
+    """:func:`build_policy` for one episode, reset; a clairvoyant policy (``floor``,
+    ``lookahead``) is also given the episode's ``workload``, whose time 0 falls at simulated
+    clock time ``clock_start_s`` (s), and the pools' median cold starts."""
+    policy = build_policy(spec, context, scenario)
+    policy.reset()
+    prepare: Callable[..., None] | None = getattr(policy, "prepare", None)
+    if prepare is not None and workload is not None:
+        leads = [pool.replica_cold_start.median_s for pool in scenario.cluster.pools]
+        prepare(workload, clock_start_s, lead_s=leads)
+    return policy
 
 
 def policy_observation(spec: PolicySpec, pools: list[str]) -> ObservationConfig | None:

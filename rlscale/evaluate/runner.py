@@ -6,7 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,12 @@ import numpy as np
 
 from rlscale.envs.cluster_env import LLMClusterEnv
 from rlscale.envs.splits import Window
-from rlscale.evaluate.policies import PolicySpec, build_policy, policy_observation
+from rlscale.evaluate.policies import (
+    PolicySpec,
+    build_policy,
+    episode_policy,
+    policy_observation,
+)
 from rlscale.progress import ProgressBar
 from rlscale.sim.scenario import Scenario, load_scenario
 
@@ -52,12 +57,8 @@ def run_task(task: Task) -> dict[str, Any]:
     env = LLMClusterEnv(scenario, {"engine": {"mode": "request"}}, window=task.window,
                         load_scale=1.0, observation=judged_on)
     observation, _ = env.reset(seed=task.seed)
-    policy = build_policy(task.policy, env.policy_context(), scenario)
-    policy.reset()
-    prepare: Callable[..., None] | None = getattr(policy, "prepare", None)
-    if prepare is not None and env.episode_workload is not None:
-        leads = [pool.replica_cold_start.median_s for pool in scenario.cluster.pools]
-        prepare(env.episode_workload, env.offset_s, lead_s=leads)
+    policy = episode_policy(task.policy, env.policy_context(), scenario, env.episode_workload,
+                            env.offset_s)
     series: dict[str, list[Any]] = {"time_s": [], "replicas": [], "ready": [], "weights": [],
                                     "ttft_p90_s": [], "slo_attainment": [], "cost_usd": []}
     reasons: Counter[str] = Counter()

@@ -15,9 +15,8 @@ from typing import Any
 
 import yaml
 
-from rlscale.agents.baselines import knobs_of
 from rlscale.configschema import ConfigError, Section
-from rlscale.evaluate.policies import parse_policies
+from rlscale.evaluate.policies import heuristic_knobs, parse_policies
 from rlscale.evaluate.suite import held_out_families as suite_families
 from rlscale.sim.backend import MODES
 from rlscale.sim.workload.config import WorkloadConfigError
@@ -318,13 +317,15 @@ def _workloads(raw: Any) -> dict[str, Any] | None:
 
 
 def _check_expert(text: str) -> None:
-    """The expert must be one heuristic baseline with knobs it has (not a bundle or oracle)."""
+    """The expert must be one heuristic (a baseline, the look-ahead heuristic or the
+    clairvoyant floor, see :func:`~rlscale.evaluate.policies.heuristic_knobs`) with knobs it
+    has; not a bundle."""
 
     try:
         specs = parse_policies(text)
         if len(specs) != 1:
             raise ValueError(f"expected one heuristic, got {len(specs)}")
-        unknown = sorted(set(specs[0].knobs) - set(knobs_of(specs[0].name)))
+        unknown = sorted(set(specs[0].knobs) - set(heuristic_knobs(specs[0].name)))
         if unknown:
             raise ValueError(f"{specs[0].name!r} has no knob(s) {unknown}")
     except ValueError as err:

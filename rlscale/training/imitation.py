@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from rlscale.agents.action_space import ActionSpec
 from rlscale.agents.policy import Decision, Policy
-from rlscale.evaluate.policies import build_policy, parse_policies
+from rlscale.evaluate.policies import episode_policy, parse_policies
 from rlscale.progress import ProgressBar
 from rlscale.training.config import ImitationConfig
 
@@ -213,10 +213,11 @@ def imitate(model: Any, vec_env: Any, config: ImitationConfig, *, gamma: float,
     spec = parse_policies(config.expert)[0]
 
     def experts(i: int) -> Policy:
-        """The expert for environment ``i``'s current episode (its own capacities)."""
-        expert = build_policy(spec, vec_env.env_method("expert_context", indices=[i])[0])
-        expert.reset()
-        return expert
+        """The expert for environment ``i``'s current episode (its own capacities; a
+        clairvoyant expert also gets the episode's arrivals)."""
+        episode = vec_env.env_method("expert_episode", indices=[i])[0]
+        return episode_policy(spec, episode.context, episode.scenario, episode.workload,
+                              episode.offset_s)
 
     rng = np.random.default_rng(seed)
     data: Demonstrations | None = None

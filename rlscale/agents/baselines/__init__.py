@@ -19,6 +19,7 @@ departures from the originals.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from rlscale.agents.baselines._common import Baseline
@@ -45,6 +46,11 @@ def knobs_of(name: str) -> tuple[str, ...]:
     factory = BASELINES.get(name)
     if factory is None:
         raise ValueError(f"unknown baseline {name!r}; valid: {sorted(BASELINES)}")
+    return keyword_knobs(factory)
+
+
+def keyword_knobs(factory: Callable[..., Any]) -> tuple[str, ...]:
+    """The keyword-only parameters of a policy class or factory: its knobs."""
     parameters = inspect.signature(factory).parameters.values()
     return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
 
