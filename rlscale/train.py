@@ -77,7 +77,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                    final_evaluation=not args.no_final_evaluation, workers=args.workers)
     result["wall_s"] = time.perf_counter() - started
     (out / "result.json").write_text(json.dumps(result, indent=1) + "\n")
-    print(f"\ntrained {result['steps']} steps in {result['wall_s'] / 60:.1f} min; "
+    budget = result.get("time_budget")
+    stopped = (f" (time budget of {budget['minutes']:g} min reached)"
+               if budget and budget["stopped_at_steps"] is not None else "")
+    print(f"\ntrained {result['steps']} steps in {result['wall_s'] / 60:.1f} min{stopped}; "
           f"policy bundle: {result['bundle']}; learning curve: {result['learning_curve']}")
     return 0
 

@@ -40,11 +40,43 @@ def test_an_empty_config_is_the_dataclass_defaults() -> None:
     ("eval.seeds=[]", "train.eval.seeds: expected a non-empty list of integers"),
     ("ppo.batch_size=4096", "must be at most n_steps x n_envs"),
     ("nonsense", "--set: expected KEY=VALUE"),
+    ("time_budget_min=0", "train.time_budget_min: expected a number > 0, got 0"),
 ])
 def test_a_wrong_field_is_named(override: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_train_config(None, [override])
     assert message in str(caught.value)
+
+
+def test_the_time_budget_stops_ppo_and_does_not_count_validation() -> None:
+    """On a fake clock: 10 min of budget, 4 of them spent validating, so PPO still runs at
+    minute 13 and stops at minute 14; with no budget set the config says None."""
+    from rlscale.training.callbacks import TimeBudgetCallback
+
+    assert load_train_config(None, []).time_budget_min is None
+    assert load_train_config(None, ["time_budget_min=12.5"]).time_budget_min == 12.5
+    now = [100.0]
+    budget = TimeBudgetCallback(600.0, 100.0, lambda: now[0], paused=lambda: 240.0)
+    budget.init_callback(_StubModel())  # type: ignore[arg-type]
+    for minute, goes_on in ((1, True), (13, True), (14, False), (20, False)):
+        now[0] = 100.0 + 60 * minute
+        assert budget.on_step() is goes_on, minute
+    assert budget.stopped_at_steps == 0
+    assert budget.used_s() == pytest.approx(20 * 60 - 240)
+
+
+class _StubModel:
+    """What an SB3 callback reads from its model at init and each step."""
+
+    num_timesteps = 0
+
+    def get_env(self) -> None:
+        return None
+
+    def get_logger(self) -> None:
+        return None
+
+    logger = None
 
 
 def test_an_in_process_vec_env_steps_like_its_envs_one_by_one(tmp_path: Path) -> None:

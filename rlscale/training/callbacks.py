@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,30 @@ class ProgressLogCallback(BaseCallback):
         if self._log is not None:
             self._log.update(self.num_timesteps - self._start)
         return True
+
+
+class TimeBudgetCallback(BaseCallback):
+    """Stops PPO once ``budget_s`` seconds of training have passed since ``started_s``
+    (``clock`` time), not counting the seconds ``paused()`` reports (validation runs)."""
+
+    def __init__(self, budget_s: float, started_s: float, clock: Callable[[], float],
+                 paused: Callable[[], float] = lambda: 0.0) -> None:
+        super().__init__()
+        self.budget_s = budget_s
+        self.started_s = started_s
+        self.clock = clock
+        self.paused = paused
+        self.stopped_at_steps: int | None = None
+
+    def used_s(self) -> float:
+        """Training seconds spent so far."""
+        return self.clock() - self.started_s - self.paused()
+
+    def _on_step(self) -> bool:
+        if self.used_s() < self.budget_s:
+            return True
+        self.stopped_at_steps = self.num_timesteps
+        return False
 
 
 class DomainMetricsCallback(BaseCallback):
@@ -147,6 +173,9 @@ class ValidationCallback(BaseCallback):
         self.best_bundle: Path | None = None
         self.history: list[dict[str, Any]] = []
         self.baseline_rows: list[dict[str, Any]] | None = None
+        self.clock: Callable[[], float] = time.monotonic
+        self.elapsed_s = 0.0
+        """Seconds spent in :meth:`validate` (not training time)."""
 
         self.slo_target = tuning_config(scenario).slo_target
         history = self.out / "history.json"
@@ -179,7 +208,13 @@ class ValidationCallback(BaseCallback):
 
     def validate(self) -> dict[str, Any]:
         """Run the current policy and the baselines on the validation windows now."""
+        started = self.clock()
+        try:
+            return self._validate()
+        finally:
+            self.elapsed_s += self.clock() - started
 
+    def _validate(self) -> dict[str, Any]:
         steps = self.num_timesteps
         bundle = export_run_bundle(self.model, self.training_env, self.out / f"step-{steps}",
                                    self.config, self.scenario, self.ranges.range(),

@@ -119,6 +119,10 @@ class TrainConfig:
     checkpoint_every_steps: int = 10_000
     eval: EvalConfig = field(default_factory=EvalConfig)
     imitation: ImitationConfig = field(default_factory=ImitationConfig)
+    time_budget_min: float | None = None
+    """Minutes of training (the imitation warm start plus PPO's rollouts and updates; tuning
+    and validation runs not counted) after which PPO stops, even before ``total_timesteps``;
+    None: no limit. For comparisons at equal training time, e.g. of the rollout engines."""
     workloads: dict[str, Any] | None = None
     """The workload mixture training episodes draw from (``rlscale.sim.workload.mixture``);
     None: the scenario's own workload with ``episode.load_scale``."""
@@ -276,6 +280,8 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
                                            min_value=1),
         eval=evaluation,
         imitation=imitation,
+        time_budget_min=(top.number("time_budget_min", min_value=0, strict_min=True)
+                         if top.has("time_budget_min") else top.raw("time_budget_min")),
         workloads=_workloads(top.raw("workloads", None)),
     )
     top.finish()

@@ -14,6 +14,7 @@ import platform
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from rlscale.training.callbacks import (
     DomainMetricsCallback,
     ObservationRangeCallback,
     ProgressLogCallback,
+    TimeBudgetCallback,
     ValidationCallback,
 )
 from rlscale.training.config import TrainConfig
@@ -155,6 +157,7 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
                            "activation_fn": activation})
 
     # 3. A warm start: behaviour cloning and DAgger from the expert heuristic (fresh runs).
+    training_started = time.monotonic()
     imitated = found is None and config.imitation.steps > 0
     if imitated:
 
@@ -181,6 +184,12 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
                                         [t for t in tuned if t.name in config.eval.baselines],
                                         workers=workers, validate_at_start=imitated)
         callbacks.append(validation)
+    budget = None
+    if config.time_budget_min is not None:
+        budget = TimeBudgetCallback(
+            config.time_budget_min * 60.0, training_started, time.monotonic,
+            paused=lambda: validation.elapsed_s if validation is not None else 0.0)
+        callbacks.append(budget)
     remaining = max(0, config.total_timesteps - steps_done)
     on_terminal = progress and sys.stderr.isatty()
     if progress and not on_terminal:
@@ -206,6 +215,10 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
 
     # 6. Judge it on the held-out windows with the tuned baselines.
     result: dict[str, Any] = {"bundle": str(bundle), "steps": int(model.num_timesteps)}
+    if budget is not None:
+        result["time_budget"] = {"minutes": config.time_budget_min,
+                                 "used_min": budget.used_s() / 60.0,
+                                 "stopped_at_steps": budget.stopped_at_steps}
     if final_evaluation:
 
         judged = judge(config, scenario, out, bundle, tuned, workers=workers, progress=progress)
