@@ -62,6 +62,14 @@ def test_bad_draws_name_the_field(template: dict[str, object], message: str) -> 
     ({"families": [{"name": "a", "workload": LONG}], "loads": 0.5}, r"unknown key"),
     ({"families": [{"name": "a", "workload": LONG, "offset_range_s": [5, 1]}]},
      r"offset_range_s"),
+    ({"families": [{"name": "a", "workload": LONG}], "gpu_shortage": {"probability": 2,
+                                                                     "fraction": 0.5}},
+     r"gpu_shortage\.probability: expected a number in \[0, 1\]"),
+    ({"families": [{"name": "a", "workload": LONG}], "gpu_shortage": {
+        "probability": 0.5, "fraction": {"uniform": [0.5, 3]}}},
+     r"gpu_shortage\.fraction: expected a fraction"),
+    ({"families": [{"name": "a", "workload": LONG}], "gpu_shortage": {"fraction": 0.5}},
+     r"gpu_shortage: expected \{probability"),
 ])
 def test_bad_mixtures_are_refused_with_the_field(data: object, message: str) -> None:
     with pytest.raises(WorkloadConfigError, match=message):
@@ -142,6 +150,42 @@ def test_the_env_draws_a_family_per_episode_deterministically() -> None:
     again = LLMClusterEnv("hetero-3pool", workloads=mixture)
     _, info = again.reset(seed=3)
     assert len(again.episode_workload or ()) == first[3]
+
+
+def test_a_gpu_shortage_cuts_one_type_and_the_load_follows_what_is_left() -> None:
+    """Every episode short (probability 1) of a third of one GPU type: exactly one type is cut,
+    never below what its pools' initial and minimum replicas hold; the load is a fraction of
+    the cut cluster's capacity; the env runs that cluster and says so in its info; the
+    clairvoyant expert plans on it too."""
+    scenario = load_scenario("hetero-3pool")
+    full = scenario.cluster.gpu_inventory
+    mixture = parse_mixture({"families": [{"name": "conv", "workload": DIURNAL}], "load": 0.4,
+                             "gpu_shortage": {"probability": 1, "fraction": 0.3}})
+    cut_types = set()
+    for seed in range(12):
+        drawn = mixture.draw(np.random.default_rng(seed), 1800.0, scenario.cluster,
+                             scenario.slo.itl_s)
+        inventory = drawn.cluster.gpu_inventory
+        cut = [t for t in full if inventory[t] != full[t]]
+        assert len(cut) <= 1 and all(inventory[t] <= full[t] for t in full), inventory
+        for gpu_type in cut:
+            held = sum(p.initial_replicas * p.gpus_per_replica for p in scenario.cluster.pools
+                       if p.gpu_type == gpu_type)
+            assert inventory[gpu_type] == max(held, round(0.3 * full[gpu_type]))
+            cut_types.add(gpu_type)
+        capacity = cluster_capacity_rps(drawn.cluster, drawn.workload, scenario.slo.itl_s)
+        assert len(drawn.workload) / 1800.0 == pytest.approx(0.4 * capacity, rel=0.08)
+    assert len(cut_types) >= 2  # the type is drawn
+    never = parse_mixture({"families": [{"name": "conv", "workload": DIURNAL}],
+                           "gpu_shortage": {"probability": 0, "fraction": 0.3}})
+    assert never.draw(np.random.default_rng(0), 1800.0, scenario.cluster,
+                      scenario.slo.itl_s).cluster is scenario.cluster
+    env = LLMClusterEnv("hetero-3pool", workloads=mixture)
+    _, info = env.reset(seed=0)
+    assert env.cluster is not None
+    assert info["gpu_inventory"] == env.episode_cluster.gpu_inventory != full
+    assert env.cluster.gpu_total == env.episode_cluster.gpu_inventory
+    assert env.expert_episode().scenario.cluster.gpu_inventory == info["gpu_inventory"]
 
 
 def test_the_packaged_mixture_loads_by_name_and_every_family_draws() -> None:

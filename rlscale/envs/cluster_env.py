@@ -189,6 +189,7 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         self.offset_s = 0.0
         self.episode_load_scale = 1.0
         self.episode_workload: Workload | None = None  # what the cluster is sent (rate-scaled)
+        self.episode_cluster = self.scenario.cluster  # this episode's (a mixture may cut GPUs)
         self.episode_replica_changes = 0
         self._scored_start_s = 0.0
         self._scored_cost_start = self._scored_gpu_hours_start = 0.0
@@ -217,7 +218,8 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             workload = self.episode_workload = rate_scaled(workload, self.episode_load_scale,
                                                            rng)
         cluster_rng = np.random.default_rng(int(rng.integers(2**63)))
-        self.cluster = make_cluster(self.config.engine.mode, self.scenario.cluster, workload,
+        self.episode_cluster = episode_draw.cluster or self.scenario.cluster
+        self.cluster = make_cluster(self.config.engine.mode, self.episode_cluster, workload,
                                     cluster_rng, step_by_step=self.step_by_step)
         if isinstance(self.cluster, Cluster):
             schedule_faults(self.cluster, self.config.faults, horizon_s, rng)
@@ -273,7 +275,8 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
         the scenario, and the requests the cluster is being sent (the future included, for a
         clairvoyant teacher such as the cost floor), on the clock that starts at ``offset_s``.
         Privileged, like :meth:`expert_context`: never what a deployed policy sees."""
-        return ExpertEpisode(self.expert_context(), self.scenario, self.episode_workload,
+        scenario = dataclasses.replace(self.scenario, cluster=self.episode_cluster)
+        return ExpertEpisode(self.expert_context(), scenario, self.episode_workload,
                              self.offset_s)
 
     def expert_context(self) -> PolicyContext:
@@ -415,4 +418,5 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
             "faults": list(cluster.fault_log),
             "load_scale": self.episode_load_scale,
             "family": self.episode_family,
+            "gpu_inventory": dict(self.episode_cluster.gpu_inventory),
         }

@@ -15,6 +15,7 @@ import numpy as np
 from rlscale.envs.config import EnvConfig
 from rlscale.envs.splits import TRAIN_SEED_BASE, Splits, Window
 from rlscale.sim.scenario import Scenario
+from rlscale.sim.spec import ClusterSpec
 from rlscale.sim.workload import Workload
 from rlscale.sim.workload import window as window_of
 from rlscale.sim.workload.mixture import WorkloadMixture
@@ -28,11 +29,14 @@ class EpisodeWorkload:
         workload: the requests, on a clock starting at 0 (seconds).
         offset_s: the time of day (seconds) that clock starts at.
         family: the mixture family drawn (empty when not drawn from a mixture).
+        cluster: the cluster the episode runs, when the mixture changed the scenario's (a GPU
+            shortage), else None.
     """
 
     workload: Workload
     offset_s: float
     family: str = ""
+    cluster: ClusterSpec | None = None
 
 
 class EpisodeWorkloads:
@@ -112,4 +116,5 @@ class EpisodeWorkloads:
                                   self.scenario.slo.itl_s, base_dir=self.scenario.base_dir)
         return EpisodeWorkload(drawn.workload,
                                float(rng.uniform(0.0, self.config.control.day_length_s)),
-                               drawn.family)
+                               drawn.family,
+                               None if drawn.cluster is self.scenario.cluster else drawn.cluster)

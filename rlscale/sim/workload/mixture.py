@@ -22,19 +22,25 @@ get ``duration_s`` set to the episode's horizon; trace families replay a random 
 trace (optionally limited to ``offset_range_s: [low, high]`` of its clock, so that held-out
 parts stay unseen) after their own ``time_scale``.
 
+**GPU shortages** (optional): ``gpu_shortage: {probability: 0.3, fraction: {uniform: [0.25,
+0.75]}}`` gives an episode, with that probability, a cluster in which one GPU type (drawn
+uniformly) keeps only ``fraction`` of its inventory (rounded, and never fewer GPUs than its pools'
+initial and minimum replicas need), so that the policy meets pools it cannot grow.
+
 **Load** is the workload's mean request rate over the episode divided by the cluster's
 capacity at that workload's own mean lengths: ``sum over pools of capacity_rps x the most
 replicas the pool can run`` (its ``max_replicas``, and no more than its GPU type's inventory
 allows), with ``capacity_rps`` from the pool's profile at the SLO
 (:func:`rlscale.sim.capacity.replica_capacity_rps`). So a long-prompt family at load 0.5 asks
-for half of what the cluster serves of long prompts, not half of its short-prompt rate.
+for half of what the cluster serves of long prompts, not half of its short-prompt rate. The
+cluster is the episode's: after a GPU shortage, the load is a fraction of what is left.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,13 +70,37 @@ class Family:
 
 
 @dataclass(frozen=True)
+class GpuShortage:
+    """With ``probability`` per episode, one GPU type keeps ``fraction`` (a value or a draw)
+    of its inventory."""
+
+    probability: float
+    fraction: Any
+
+    def apply(self, cluster: ClusterSpec, rng: np.random.Generator) -> ClusterSpec:
+        """``cluster``, or a copy with one GPU type's inventory cut (see the module docstring)."""
+        if not rng.random() < self.probability:
+            return cluster
+        types = sorted(cluster.gpu_inventory)
+        short = types[int(rng.integers(len(types)))]
+        fraction = float(resolve(self.fraction, rng, "workloads.gpu_shortage.fraction"))
+        needed = sum(max(p.initial_replicas, p.min_replicas) * p.gpus_per_replica
+                     for p in cluster.pools if p.gpu_type == short)
+        inventory = dict(cluster.gpu_inventory)
+        inventory[short] = max(needed, round(fraction * inventory[short]))
+        return replace(cluster, gpu_inventory=inventory)
+
+
+@dataclass(frozen=True)
 class EpisodeWorkload:
-    """What one draw gave: the family, its resolved config, the load and the requests."""
+    """What one draw gave: the family, its resolved config, the load, the requests and the
+    cluster they are sent to (the given one, or a copy with a GPU shortage)."""
 
     family: str
     config: dict[str, Any]
     load: float
     workload: Workload
+    cluster: ClusterSpec
 
 
 @dataclass(frozen=True)
@@ -79,10 +109,14 @@ class WorkloadMixture:
 
     families: tuple[Family, ...]
     load: Any = 0.5
+    gpu_shortage: GpuShortage | None = None
 
     def draw(self, rng: np.random.Generator, horizon_s: float, cluster: ClusterSpec,
              itl_slo_s: float, *, base_dir: Path | None = None) -> EpisodeWorkload:
-        """One episode's requests on a clock starting at 0, ``horizon_s`` long."""
+        """One episode's requests on a clock starting at 0, ``horizon_s`` long, and its
+        cluster."""
+        if self.gpu_shortage is not None:
+            cluster = self.gpu_shortage.apply(cluster, rng)
         weights = np.array([f.weight for f in self.families], dtype=np.float64)
         family = self.families[int(rng.choice(len(self.families), p=weights / weights.sum()))]
         config = resolve(family.workload, rng, f"workloads.{family.name}.workload")
@@ -103,7 +137,7 @@ class WorkloadMixture:
                     f"{[low, high]}")
             requests = window(whole, float(rng.uniform(low, high)), horizon_s)
         if len(requests) == 0:
-            return EpisodeWorkload(family.name, config, load, requests)
+            return EpisodeWorkload(family.name, config, load, requests, cluster)
         capacity = cluster_capacity_rps(cluster, requests, itl_slo_s)
         factor = load * capacity / (len(requests) / horizon_s)
         if not factor <= MAX_RATE_FACTOR:
@@ -111,7 +145,8 @@ class WorkloadMixture:
                 f"workloads.{family.name}: {len(requests)} requests in {horizon_s:.0f} s would "
                 f"need x{factor:.3g} to reach load {load:.2f} (more than x{MAX_RATE_FACTOR:g});"
                 f" raise the family's rate")
-        return EpisodeWorkload(family.name, config, load, rate_scaled(requests, factor, rng))
+        return EpisodeWorkload(family.name, config, load, rate_scaled(requests, factor, rng),
+                               cluster)
 
 
 def cluster_capacity_rps(cluster: ClusterSpec, workload: Workload, itl_slo_s: float) -> float:
@@ -167,9 +202,10 @@ def parse_mixture(data: Any, *, held_out: Sequence[str] = (),
     (the evaluation's held-out suite). Raises ``WorkloadConfigError`` naming the field."""
     if not isinstance(data, Mapping):
         raise WorkloadConfigError(f"{path}: expected a mapping with 'families', got {data!r}")
-    unknown = sorted(set(map(str, data)) - {"families", "load"})
+    unknown = sorted(set(map(str, data)) - {"families", "load", "gpu_shortage"})
     if unknown:
-        raise WorkloadConfigError(f"{path}: unknown key(s) {unknown}; valid: families, load")
+        raise WorkloadConfigError(f"{path}: unknown key(s) {unknown}; valid: families, load, "
+                                  f"gpu_shortage")
     raw = data.get("families")
     if not isinstance(raw, list) or not raw:
         raise WorkloadConfigError(f"{path}.families: expected a non-empty list, got {raw!r}")
@@ -210,4 +246,24 @@ def parse_mixture(data: Any, *, held_out: Sequence[str] = (),
         if not _finite_number(value) or not 0 < value <= 2:
             raise WorkloadConfigError(f"{path}.load: expected a fraction of capacity in "
                                       f"(0, 2] (or a draw of one), got {value!r}")
-    return WorkloadMixture(tuple(families), load)
+    return WorkloadMixture(tuple(families), load,
+                           _gpu_shortage(data.get("gpu_shortage"), f"{path}.gpu_shortage"))
+
+
+def _gpu_shortage(data: Any, path: str) -> GpuShortage | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping) or set(map(str, data)) != {"probability", "fraction"}:
+        raise WorkloadConfigError(f"{path}: expected {{probability: p, fraction: f}}, got "
+                                  f"{data!r}")
+    probability = data["probability"]
+    if not _finite_number(probability) or not 0 <= probability <= 1:
+        raise WorkloadConfigError(f"{path}.probability: expected a number in [0, 1], got "
+                                  f"{probability!r}")
+    probe = np.random.default_rng(0)
+    for _ in range(8):  # a draw that can give an absurd fraction fails here, not mid-training
+        value = resolve(data["fraction"], probe, f"{path}.fraction")
+        if not _finite_number(value) or not 0 < value <= 1:
+            raise WorkloadConfigError(f"{path}.fraction: expected a fraction in (0, 1] (or a "
+                                      f"draw of one), got {value!r}")
+    return GpuShortage(float(probability), data["fraction"])
