@@ -167,7 +167,8 @@ def test_a_gpu_shortage_cuts_one_type_and_the_load_follows_what_is_left() -> Non
                              scenario.slo.itl_s)
         inventory = drawn.cluster.gpu_inventory
         cut = [t for t in full if inventory[t] != full[t]]
-        assert len(cut) <= 1 and all(inventory[t] <= full[t] for t in full), inventory
+        assert len(cut) <= 1, inventory
+        assert all(inventory[t] <= full[t] for t in full), inventory
         for gpu_type in cut:
             held = sum(p.initial_replicas * p.gpus_per_replica for p in scenario.cluster.pools
                        if p.gpu_type == gpu_type)
