@@ -30,6 +30,7 @@ from rlscale.sim.profile import load_profile
 from rlscale.sim.spec import SLO, ClusterSpec, PoolSpec
 from rlscale.sim.stats import summarize_requests
 from rlscale.sim.workload import Workload, read_trace, time_scaled
+from rlscale.sim.workload.generators import Diurnal, GammaRenewal, Poisson
 
 DEFAULT_TRACE = (Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
                  / "AzureLLMInferenceTrace_conv.csv")
@@ -96,6 +97,20 @@ def measure(trace: Workload, label: str, scale: float, repeat: int) -> None:
           f"measured here): {rate / VIDUR_REQUESTS_PER_S:.0f}x")
 
 
+def measure_generators(repeat: int) -> None:
+    """Arrivals per wall-second of the arrival processes (one million arrivals each)."""
+    noisy = Diurnal(1e4, 0.5, 50.0, noise_cv=0.2, noise_bucket_s=1.0)
+    for name, process in (("poisson", Poisson(1e4)), ("gamma cv 2", GammaRenewal(1e4, 2.0)),
+                          ("diurnal with noise", noisy)):
+        times = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            arrivals = process.sample(100.0, np.random.default_rng(13))
+            times.append(time.perf_counter() - started)
+        print(f"arrivals ({name}): {len(arrivals) / min(times):,.0f} per wall-second "
+              f"(best of {repeat})")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(description=__doc__,
@@ -103,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trace", type=Path, default=DEFAULT_TRACE)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
+    measure_generators(args.repeat)
     if not args.trace.exists():
         print(f"trace {args.trace} not found (see shared/data/traces)", file=sys.stderr)
         return 2

@@ -3,7 +3,6 @@ workload_from_config()."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -193,12 +192,11 @@ def test_superpose_adds_rates_and_composes() -> None:
     assert repr(s).startswith("Superpose(Poisson(rate_per_s=5.0), Diurnal(")
 
 
-def test_one_million_arrivals_is_fast() -> None:
+def test_one_million_arrivals_come_in_the_right_number() -> None:
+    """At 10,000 req/s for 100 s (their speed: benchmarks/sim_speed.py)."""
     noisy = Diurnal(1e4, 0.5, 50.0, noise_cv=0.2, noise_bucket_s=1.0)
     for process in (Poisson(1e4), GammaRenewal(1e4, 2.0), noisy):
-        t0 = time.perf_counter()
         t = process.sample(100.0, rng(13))
-        assert time.perf_counter() - t0 < 1.0
         assert len(t) == pytest.approx(1e6, rel=0.05)  # noise: 100 buckets, mean sd 2 %
 
 
