@@ -4,6 +4,7 @@ the environment's ``engine.mode`` switch."""
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 
 import numpy as np
@@ -12,8 +13,11 @@ import pytest
 from rlscale.configschema import ConfigError
 from rlscale.envs import LLMClusterEnv
 from rlscale.envs.config import env_config
+from rlscale.metrics.exposition import parse_pod_metrics, render_pod_metrics
 from rlscale.metrics.intervals import interval_stats
+from rlscale.metrics.observation import ObservationBuilder
 from rlscale.metrics.observation_config import ObservationConfig, PoolInfo
+from rlscale.metrics.snapshot import ClusterSnapshot
 from rlscale.sim.backend import make_cluster, snapshot_of
 from rlscale.sim.fluid import FluidCluster
 from rlscale.sim.fluid.log import ArrayLog
@@ -145,6 +149,46 @@ def test_pods_export_per_pod_metrics_whose_sums_are_the_pools() -> None:
     config = ObservationConfig(pools=(pool,), slo_ttft_s=2.0, slo_itl_s=0.15)
     stats = interval_stats(first, second, config)
     assert stats[0].arrival_rps == pytest.approx(15.0, rel=0.3)
+
+
+def _scraped(snapshot: ClusterSnapshot) -> ClusterSnapshot:
+    """``snapshot`` as a controller gets it: each pod's ``/metrics`` page parsed back."""
+    pods = tuple(parse_pod_metrics(render_pod_metrics(p, model_name="m"), pod=p.pod, pool=p.pool)
+                 for p in snapshot.pods)
+    return ClusterSnapshot(snapshot.time_s, snapshot.pools, pods, snapshot.free_gpus)
+
+
+def test_the_fast_engines_counters_observe_exactly_as_its_pods_scraped_pages() -> None:
+    env = LLMClusterEnv("hetero-3pool", {"engine": {"mode": "fast"},
+                                         "episode": {"duration_s": 300}})
+    env.action_space.seed(2)
+    observation, _ = env.reset(seed=2)
+    builder = ObservationBuilder(env.observation_config)
+    scraped: dict[int, tuple[ClusterSnapshot, ClusterSnapshot]] = {}  # id: (engine's, scraped)
+    for step in range(16):
+        history = env.lookback.history
+        assert all(s.counters() is not None for s in history)
+        for s in history:
+            if id(s) not in scraped:
+                scraped[id(s)] = (s, _scraped(s))
+        assert np.array_equal(builder.observe([scraped[id(s)][1] for s in history]),
+                              observation)
+        observation, _, _, _, _ = env.step(env.action_space.sample())
+        if step == 8:
+            observation, _ = env.reset()
+    assert sum(len(s.pods) for s, _ in scraped.values()) > 30
+
+
+def test_a_replaced_fluid_snapshot_is_observed_from_its_own_pods() -> None:
+    cluster = FluidCluster(_spec(3), _poisson(15.0, 120.0), np.random.default_rng(0))
+    cluster.run_until(30.0)
+    snapshot = snapshot_of(cluster)
+    fewer = dataclasses.replace(snapshot, pods=snapshot.pods[1:])
+    assert fewer.counters() is None
+    assert [p.pod for p in fewer.pods] == [p.pod for p in snapshot.pods[1:]]
+    counters = snapshot.counters()
+    assert counters is not None
+    assert len(counters.names) == 3
 
 
 def test_crossing_reads_the_first_time_a_curve_reaches_a_target() -> None:

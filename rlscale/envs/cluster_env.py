@@ -20,6 +20,7 @@ from rlscale.envs.splits import Window, scenario_splits
 from rlscale.envs.step_metrics import arrived_between, ended_since
 from rlscale.metrics.observation import ObservationBuilder
 from rlscale.metrics.observation_config import ObservationConfig
+from rlscale.metrics.snapshot import ClusterSnapshot
 from rlscale.sim.backend import AnyCluster, make_cluster, ready_counts, snapshot_of
 from rlscale.sim.cluster import Cluster
 from rlscale.sim.pool_info import observation_config, pool_infos
@@ -380,13 +381,13 @@ class LLMClusterEnv(gym.Env[NDArray[np.float32], NDArray[np.int64]]):
 
     def _record_snapshot(self) -> None:
         cluster = self._cluster()
-        snapshot = snapshot_of(cluster)
-        snapshot = dataclasses.replace(snapshot, time_s=snapshot.time_s + self.offset_s)
+        snapshot = snapshot_of(cluster, self.offset_s)
         dropout = self.config.faults.metric_dropout_prob
         if dropout > 0 and snapshot.pods and self.np_random.random() < dropout:
             lost = int(self.np_random.integers(len(snapshot.pods)))
-            snapshot = dataclasses.replace(
-                snapshot, pods=snapshot.pods[:lost] + snapshot.pods[lost + 1:])
+            snapshot = ClusterSnapshot(snapshot.time_s, snapshot.pools,
+                                       snapshot.pods[:lost] + snapshot.pods[lost + 1:],
+                                       snapshot.free_gpus)
             cluster.fault_log.append((cluster.now_s, "metric_dropout"))
         self.lookback.append(snapshot)
 

@@ -20,6 +20,7 @@ Pods and statuses of pools the config does not name are ignored.
 
 from __future__ import annotations
 
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,19 @@ import numpy.typing as npt
 
 from rlscale.metrics.histograms import fractions_above, quantiles
 from rlscale.metrics.observation_config import ObservationConfig
-from rlscale.metrics.snapshot import ClusterSnapshot, PodSample
+from rlscale.metrics.snapshot import (
+    GENERATION,
+    HIST0,
+    INFLIGHT,
+    KV,
+    PROMPT,
+    RUNNING,
+    SUCCESS,
+    WAITING,
+    ClusterSnapshot,
+    PodCounters,
+    PodSample,
+)
 from rlscale.metrics.vllm import ITL_BUCKETS_S, TTFT_BUCKETS_S
 from rlscale.weights import traffic_shares
 
@@ -66,14 +79,10 @@ class PoolInterval:
     routing_share: float
 
 
-# Columns of the per-pod matrix: gauges, then counters, TTFT and ITL cumulative buckets (the
-# counters, from SUCCESS on, only grow while a pod lives).
-INFLIGHT, RUNNING, WAITING, KV, SUCCESS, PROMPT, GENERATION = range(7)
-HIST0 = 7
-
-
 class SnapshotArrays:
-    """One snapshot as arrays, pods in rows (computed once per snapshot)."""
+    """One snapshot as arrays, pods in rows (computed once per snapshot): its pods'
+    :class:`~rlscale.metrics.snapshot.PodCounters` (the snapshot's own if it has them, else
+    made from its samples), summed per pool, and the pools' status."""
 
     __slots__ = ("draining", "free_gpus", "itl_edges", "member", "names", "npods", "pending",
                  "pool_sums", "ready", "rows", "starting", "time_s", "ttft_edges", "values",
@@ -99,28 +108,53 @@ class SnapshotArrays:
         free = snapshot.free_gpus
         self.free_gpus = np.array([free.get(p.gpu_type, 0) for p in config.pools], float)
 
-        pods = [(index[p.pool], p) for p in snapshot.pods if p.pool in index]
-        self.names = [p.pod for _, p in pods]
+        counters = snapshot.counters()
+        if counters is None:
+            counters = pod_counters([p for p in snapshot.pods if p.pool in index],
+                                    snapshot.time_s)
+        elif not all(pool in index for pool in counters.pools):
+            counters = _of_pools(counters, index)
+        self.names = counters.names
         self.rows = {name: row for row, name in enumerate(self.names)}
         if len(self.rows) != len(self.names):
             raise ValueError(f"snapshot at t={snapshot.time_s}: pod names are not unique")
-        self.ttft_edges, self.itl_edges = _snapshot_edges([p for _, p in pods], snapshot.time_s)
-        flat: list[float] = []
-        for _, p in pods:  # one flat list: numpy reads it faster than a list of rows
-            flat += (p.num_requests_running + p.num_requests_waiting, p.num_requests_running,
-                     p.num_requests_waiting, p.kv_cache_usage_perc, p.request_success_total,
-                     p.prompt_tokens_total, p.generation_tokens_total)
-            flat += p.time_to_first_token_seconds.cumulative
-            flat += p.inter_token_latency_seconds.cumulative
-        self.values = np.array(flat, float).reshape(
-            len(pods), HIST0 + len(self.ttft_edges) + len(self.itl_edges) + 2)
-        self.member = np.zeros((npools, len(pods)))
-        self.member[np.array([i for i, _ in pods], dtype=np.intp), np.arange(len(pods))] = 1.0
+        self.ttft_edges, self.itl_edges = counters.ttft_edges, counters.itl_edges
+        self.values = counters.values
+        npods = len(self.names)
+        self.member = np.zeros((npools, npods))
+        self.member[np.array([index[p] for p in counters.pools], dtype=np.intp),
+                    np.arange(npods)] = 1.0
         self.pool_sums = self.member @ self.values
         self.npods = self.member.sum(axis=1)
 
 
-def _snapshot_edges(pods: list[PodSample], time_s: float
+def pod_counters(pods: Sequence[PodSample], time_s: float) -> PodCounters:
+    """The samples' :class:`~rlscale.metrics.snapshot.PodCounters` (``time_s``, the
+    snapshot's time, only names it in errors). Raises ValueError if the pods do not share
+    their histograms' bucket edges."""
+    ttft_edges, itl_edges = _snapshot_edges(pods, time_s)
+    flat: list[float] = []
+    for p in pods:  # one flat list: numpy reads it faster than a list of rows
+        flat += (p.num_requests_running + p.num_requests_waiting, p.num_requests_running,
+                 p.num_requests_waiting, p.kv_cache_usage_perc, p.request_success_total,
+                 p.prompt_tokens_total, p.generation_tokens_total)
+        flat += p.time_to_first_token_seconds.cumulative
+        flat += p.inter_token_latency_seconds.cumulative
+    values = np.array(flat, float).reshape(
+        len(pods), HIST0 + len(ttft_edges) + len(itl_edges) + 2)
+    return PodCounters(tuple(p.pod for p in pods), tuple(p.pool for p in pods), ttft_edges,
+                       itl_edges, values)
+
+
+def _of_pools(counters: PodCounters, pools: Container[str]) -> PodCounters:
+    """The rows of ``counters`` whose pods are in ``pools``."""
+    keep = [row for row, pool in enumerate(counters.pools) if pool in pools]
+    return PodCounters(tuple(counters.names[row] for row in keep),
+                       tuple(counters.pools[row] for row in keep), counters.ttft_edges,
+                       counters.itl_edges, counters.values[keep])
+
+
+def _snapshot_edges(pods: Sequence[PodSample], time_s: float
                     ) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The TTFT and ITL bucket edges shared by all pods (vLLM's when there are no pods)."""
     if not pods:

@@ -106,9 +106,6 @@ import numpy.typing as npt
 
 from rlscale.metrics.features import FEATURE_VERSIONS
 from rlscale.metrics.intervals import (
-    KV,
-    RUNNING,
-    WAITING,
     FloatArray,
     IntervalArrays,
     PoolInterval,
@@ -118,7 +115,7 @@ from rlscale.metrics.intervals import (
     routing_share,
 )
 from rlscale.metrics.observation_config import ObservationConfig
-from rlscale.metrics.snapshot import ClusterSnapshot
+from rlscale.metrics.snapshot import KV, RUNNING, WAITING, ClusterSnapshot
 
 
 class ObservationBuilder:

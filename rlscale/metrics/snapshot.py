@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import NDArray
+
 
 @dataclass(frozen=True)
 class HistogramData:
@@ -83,6 +86,38 @@ class PoolStatus:
     gpus_per_replica: int
 
 
+# Columns of :attr:`PodCounters.values`: gauges, then counters, then the TTFT and the ITL
+# cumulative buckets (the counters, from SUCCESS on, only grow while a pod lives).
+INFLIGHT, RUNNING, WAITING, KV, SUCCESS, PROMPT, GENERATION = range(7)
+HIST0 = 7
+
+
+@dataclass(frozen=True)
+class PodCounters:
+    """What the observation reads of some pods' samples, as one array, pods in rows.
+
+    ``values`` has the columns ``INFLIGHT`` (running + waiting), ``RUNNING``, ``WAITING``
+    (requests), ``KV`` (KV-cache usage fraction), ``SUCCESS`` (requests), ``PROMPT`` and
+    ``GENERATION`` (tokens), then the TTFT histogram's cumulative bucket counts (one per edge
+    of ``ttft_edges``, seconds, then ``+Inf``) and the ITL histogram's (``itl_edges``): the
+    :class:`PodSample` numbers, nothing else. ``names`` and ``pools`` name each row's pod and
+    its pool.
+    """
+
+    names: tuple[str, ...]
+    pools: tuple[str, ...]
+    ttft_edges: tuple[float, ...]
+    itl_edges: tuple[float, ...]
+    values: NDArray[np.float64]
+
+    def __post_init__(self) -> None:
+        width = HIST0 + len(self.ttft_edges) + len(self.itl_edges) + 2
+        if self.values.shape != (len(self.names), width) or len(self.pools) != len(self.names):
+            raise ValueError(f"pod counters: expected {len(self.names)} pools and a "
+                             f"{len(self.names)} x {width} array, got {len(self.pools)} pools "
+                             f"and {self.values.shape}")
+
+
 @dataclass(frozen=True)
 class ClusterSnapshot:
     """Everything observed at ``time_s`` (seconds; simulated time or wall-clock epoch)."""
@@ -95,3 +130,9 @@ class ClusterSnapshot:
     def pods_of(self, pool: str) -> tuple[PodSample, ...]:
         """The samples of the pods in ``pool``."""
         return tuple(p for p in self.pods if p.pool == pool)
+
+    def counters(self) -> PodCounters | None:
+        """The pods' samples as :class:`PodCounters`, when whoever made the snapshot made
+        them (the fast engine, which then makes :attr:`pods` from them only if asked);
+        ``None`` here: readers build them from :attr:`pods`."""
+        return None

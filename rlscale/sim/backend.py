@@ -3,6 +3,8 @@ and ``fast`` (pods and routing the same, engines as fluids; see :mod:`rlscale.si
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from rlscale.metrics.snapshot import ClusterSnapshot
@@ -31,11 +33,13 @@ def make_cluster(mode: str, spec: ClusterSpec, workload: Workload, rng: np.rando
     raise ValueError(f"engine mode must be one of {MODES}, got {mode!r}")
 
 
-def snapshot_of(cluster: AnyCluster) -> ClusterSnapshot:
-    """The metrics snapshot of either cluster at its current time."""
+def snapshot_of(cluster: AnyCluster, offset_s: float = 0.0) -> ClusterSnapshot:
+    """The metrics snapshot of either cluster at its current time, stamped ``offset_s``
+    seconds later (where the episode sits in the workload's day)."""
+    time_s = cluster.now_s + offset_s
     if isinstance(cluster, FluidCluster):
-        return fluid_snapshot(cluster)
-    return cluster_snapshot(cluster)
+        return fluid_snapshot(cluster, time_s)
+    return dataclasses.replace(cluster_snapshot(cluster), time_s=time_s)
 
 
 def ready_counts(cluster: AnyCluster) -> list[int]:

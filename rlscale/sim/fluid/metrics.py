@@ -11,10 +11,22 @@ builder's sums and means) then see what they would see from evenly balanced repl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import NDArray
 
-from rlscale.metrics.snapshot import HistogramData, PodSample
+from rlscale.metrics.snapshot import (
+    GENERATION,
+    HIST0,
+    INFLIGHT,
+    KV,
+    RUNNING,
+    SUCCESS,
+    WAITING,
+    HistogramData,
+    PodSample,
+)
 from rlscale.metrics.vllm import E2E_BUCKETS_S, ITL_BUCKETS_S, QUEUE_BUCKETS_S, TTFT_BUCKETS_S
 from rlscale.sim.fluid.pool import FluidPool
 from rlscale.sim.pod import Pod, PodPhase
@@ -70,14 +82,15 @@ class PoolMetrics:
         self.totals[_SUMS[name]] += float(values @ weights if weights is not None
                                           else values.sum())
 
-    def samples(self, fluid: FluidPool, pods: list[Pod]) -> list[PodSample]:
-        """One sample per ready or draining pod of ``pods`` (the pool's, in creation order)."""
+    def export(self, fluid: FluidPool, pods: list[Pod]) -> PodShares:
+        """What the pool's ready and draining pods (of ``pods``, the pool's, in creation
+        order) export now: each one's share of the pool's growth since the last export."""
         serving = [p for p in pods if p.phase in (PodPhase.READY, PodPhase.DRAINING)]
         growth = self.totals - self._exported
         self._exported = self.totals.copy()
         if not serving:
             self._bases.clear()
-            return []
+            return PodShares(self.pool, (), (), np.zeros((0, _SIZE)), 0, 0, 0.0)
         before = self._share.copy()
         self._share = self._share + growth / len(serving)
         live = {p.id for p in serving}
@@ -85,20 +98,58 @@ class PoolMetrics:
         for pod in serving:
             self._bases.setdefault(pod.id, before)
         counters = self._share - np.stack([self._bases[p.id] for p in serving])
-        hists = [[HistogramData(edges, tuple(row), total) for row, total in zip(
-                      np.rint(np.cumsum(counters[:, _SLICES[name]], axis=1)).astype(
-                          np.int64).tolist(),
-                      counters[:, _SUMS[name]].tolist(), strict=True)]
-                 for name, edges in _EDGES.items()]
-        scalars = np.rint(counters[:, :3]).astype(np.int64).tolist()
         running, waiting, usage = fluid.gauges(len(serving))
-        running_each, waiting_each = round(running / len(serving)), round(waiting / len(serving))
+        return PodShares(self.pool, tuple(p.name for p in serving),
+                         tuple(p.phase == PodPhase.READY for p in serving), counters,
+                         round(running / len(serving)), round(waiting / len(serving)), usage)
+
+
+@dataclass(frozen=True)
+class PodShares:
+    """One pool's serving pods' metrics at one export: ``counters`` (pods x the pool
+    counter layout, unrounded), and the gauges every pod shows (requests running and
+    waiting, KV-cache usage fraction)."""
+
+    pool: str
+    names: tuple[str, ...]
+    ready: tuple[bool, ...]
+    counters: NDArray[np.float64]
+    running: int
+    waiting: int
+    usage: float
+
+    def _buckets(self, name: str) -> NDArray[np.float64]:
+        """Cumulative bucket counts of histogram ``name``, pods in rows, as the pods show
+        them (whole numbers; ``+ 0.0`` keeps a rounded ``-0.0`` from reaching anyone)."""
+        return np.rint(np.cumsum(self.counters[:, _SLICES[name]], axis=1)) + 0.0
+
+    def rows(self) -> NDArray[np.float64]:
+        """The pods' :class:`~rlscale.metrics.snapshot.PodCounters` rows: the numbers of
+        :meth:`samples`, in that layout."""
+        ttft, itl = self._buckets("ttft"), self._buckets("itl")
+        out = np.empty((len(self.names), HIST0 + ttft.shape[1] + itl.shape[1]))
+        out[:, INFLIGHT] = self.running + self.waiting
+        out[:, RUNNING] = self.running
+        out[:, WAITING] = self.waiting
+        out[:, KV] = self.usage
+        out[:, SUCCESS:GENERATION + 1] = np.rint(self.counters[:, :3]) + 0.0
+        out[:, HIST0:HIST0 + ttft.shape[1]] = ttft
+        out[:, HIST0 + ttft.shape[1]:] = itl
+        return out
+
+    def samples(self) -> list[PodSample]:
+        """One :class:`~rlscale.metrics.snapshot.PodSample` per pod."""
+        hists = [[HistogramData(edges, tuple(row), total) for row, total in zip(
+                      self._buckets(name).astype(np.int64).tolist(),
+                      self.counters[:, _SUMS[name]].tolist(), strict=True)]
+                 for name, edges in _EDGES.items()]
+        scalars = np.rint(self.counters[:, :3]).astype(np.int64).tolist()
         return [PodSample(
-                    pod=pod.name,
+                    pod=name,
                     pool=self.pool,
-                    num_requests_running=running_each,
-                    num_requests_waiting=waiting_each,
-                    kv_cache_usage_perc=usage,
+                    num_requests_running=self.running,
+                    num_requests_waiting=self.waiting,
+                    kv_cache_usage_perc=self.usage,
                     prompt_tokens_total=prompt,
                     generation_tokens_total=generation,
                     num_preemptions_total=0,
@@ -107,6 +158,6 @@ class PoolMetrics:
                     inter_token_latency_seconds=itl,
                     e2e_request_latency_seconds=e2e,
                     request_queue_time_seconds=queue,
-                    ready=pod.phase == PodPhase.READY)
-                for pod, (success, prompt, generation), ttft, itl, e2e, queue in zip(
-                    serving, scalars, *hists, strict=True)]
+                    ready=ready)
+                for name, ready, (success, prompt, generation), ttft, itl, e2e, queue in zip(
+                    self.names, self.ready, scalars, *hists, strict=True)]
