@@ -32,11 +32,15 @@ def quantiles(edges: FloatArray, cum: FloatArray, qs: FloatArray) -> FloatArray:
     rank = counts * qs  # P x Q
     b = (cum[:, None, :] < rank[:, :, None]).sum(axis=2)  # first bucket with count >= rank
     np.minimum(b, k - 1, out=b)
-    below = np.concatenate([np.zeros((rows, 1)), cum[:, :-1]], axis=1)
-    lower = np.concatenate([[0.0], edges])[b]
-    upper = np.concatenate([edges, edges[-1:]])[b]
-    cum_b = np.take_along_axis(cum, b, axis=1)
-    below_b = np.take_along_axis(below, b, axis=1)
+    # Bucket b spans (edges[b - 1], edges[b]] with cumulative counts below_b .. cum_b (the
+    # first from 0, the +Inf one ends at the last edge); read through flat indices.
+    inside = b > 0
+    flat = cum.ravel()
+    at = b + np.arange(0, rows * k, k)[:, None]
+    cum_b = flat[at]
+    below_b = np.where(inside, flat[at - 1], 0.0)
+    lower = np.where(inside, edges[b - 1], 0.0)
+    upper = edges[np.minimum(b, k - 2)]
     with np.errstate(invalid="ignore", divide="ignore"):
         value = lower + (upper - lower) * ((rank - below_b) / (cum_b - below_b))
     value = np.where(b == k - 1, edges[-1], value)

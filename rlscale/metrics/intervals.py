@@ -85,8 +85,8 @@ class SnapshotArrays:
     made from its samples), summed per pool, and the pools' status."""
 
     __slots__ = ("draining", "free_gpus", "itl_edges", "member", "names", "npods", "pending",
-                 "pool_sums", "ready", "rows", "starting", "time_s", "ttft_edges", "values",
-                 "weight")
+                 "pool_sums", "ready", "rows", "starting", "status", "time_s", "ttft_edges",
+                 "values", "weight")
 
     def __init__(self, snapshot: ClusterSnapshot, config: ObservationConfig,
                  index: dict[str, int]) -> None:
@@ -104,6 +104,8 @@ class SnapshotArrays:
         if not all(seen):
             missing = [p.name for p, s in zip(config.pools, seen, strict=True) if not s]
             raise ValueError(f"snapshot at t={snapshot.time_s}: no status for pool(s) {missing}")
+        self.status = status
+        """Rows: ready, starting, pending, draining replicas and routing weight per pool."""
         self.ready, self.starting, self.pending, self.draining, self.weight = status
         free = snapshot.free_gpus
         self.free_gpus = np.array([free.get(p.gpu_type, 0) for p in config.pools], float)
@@ -202,12 +204,15 @@ def interval_arrays(prev: SnapshotArrays | None, cur: SnapshotArrays,
     delta = cur.pool_sums
     same_buckets = (prev.ttft_edges == cur.ttft_edges and prev.itl_edges == cur.itl_edges)
     if same_buckets and prev.names:
-        lookup = prev.rows.get
-        matched = np.array([lookup(name, -1) for name in cur.names], dtype=np.intp)
-        keep = np.flatnonzero(matched >= 0)
-        if keep.size:
-            before = prev.values[matched[keep]].copy()
-            after = cur.values[keep]
+        if prev.names == cur.names:  # the same pods in the same rows (most intervals)
+            before, after, member = prev.values.copy(), cur.values, cur.member
+        else:
+            lookup = prev.rows.get
+            matched = np.array([lookup(name, -1) for name in cur.names], dtype=np.intp)
+            keep = np.flatnonzero(matched >= 0)
+            before, after, member = (prev.values[matched[keep]].copy(), cur.values[keep],
+                                     cur.member[:, keep])
+        if len(before):
             # A counter that went down was reset: its growth is its current value. Judged per
             # series (as Prometheus's rate() does), so one odd series cannot turn a whole
             # pod's cumulative counts into one interval's growth; a reset of the request
@@ -215,7 +220,7 @@ def interval_arrays(prev: SnapshotArrays | None, cur: SnapshotArrays,
             reset = after[:, SUCCESS:] < before[:, SUCCESS:]
             before[:, SUCCESS:][reset] = 0.0
             before[reset[:, 0], :SUCCESS] = 0.0
-            delta = delta - cur.member[:, keep] @ before
+            delta = delta - member @ before
     arrival = np.maximum(delta[:, SUCCESS] + delta[:, INFLIGHT], 0.0) / dt
     observed = delta[:, HIST0 + k_ttft - 1]
     if not full:

@@ -255,31 +255,26 @@ class ObservationBuilder:
     def _vector(self, cur: SnapshotArrays, short: IntervalArrays,
                 long: IntervalArrays) -> npt.NDArray[np.float32]:
         ready = np.maximum(cur.ready, 1.0)
-        max_replicas = self._max_replicas
         pool_load, global_load = self._load(cur, short, long)
-        columns = (
-            cur.ready / max_replicas,
-            cur.starting / max_replicas,
-            cur.pending / max_replicas,
-            cur.draining / max_replicas,
-            *pool_load,
-            cur.pool_sums[:, RUNNING] / ready / self._max_num_seqs,
-            np.log1p(cur.pool_sums[:, WAITING] / ready) / self._log_max_num_seqs,
-            cur.pool_sums[:, KV] / np.maximum(cur.npods, 1.0),
-            *(short.ttft_q / self.config.slo_ttft_s).T,
-            *(short.itl_q[:, :2] / self.config.slo_itl_s).T,
-            short.ttft_violation,
-            short.itl_violation,
-            (short.observed > 0).astype(float),
-            routing_share(cur),
-            cur.free_gpus / self._inventory,
-            self._price,
-        )
+        npools = len(ready)
+        out = np.empty(self.size)
+        table = out[:self.size - 4].reshape(npools, -1)  # pools in rows, entries 0-21
+        table[:, 0:4] = (cur.status[:4] / self._max_replicas).T  # ready .. draining
+        for column, load in enumerate(pool_load, start=4):
+            table[:, column] = load
+        table[:, 8] = cur.pool_sums[:, RUNNING] / ready / self._max_num_seqs
+        table[:, 9] = np.log1p(cur.pool_sums[:, WAITING] / ready) / self._log_max_num_seqs
+        table[:, 10] = cur.pool_sums[:, KV] / np.maximum(cur.npods, 1.0)
+        table[:, 11:14] = short.ttft_q / self.config.slo_ttft_s
+        table[:, 14:16] = short.itl_q[:, :2] / self.config.slo_itl_s
+        table[:, 16] = short.ttft_violation
+        table[:, 17] = short.itl_violation
+        table[:, 18] = short.observed > 0
+        table[:, 19] = routing_share(cur)
+        table[:, 20] = cur.free_gpus / self._inventory
+        table[:, 21] = self._price
         phase = 2.0 * math.pi * (cur.time_s % self.config.day_length_s) / self.config.day_length_s
-        out = np.concatenate([
-            np.stack(columns, axis=1).ravel(),
-            [*global_load, math.sin(phase), math.cos(phase)],
-        ])
+        out[self.size - 4:] = (*global_load, math.sin(phase), math.cos(phase))
         out[np.isnan(out)] = 0.0
         np.clip(out, self._low, self._high, out=out)
         return out.astype(np.float32)
