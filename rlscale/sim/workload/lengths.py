@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib import resources
 from itertools import pairwise
 from statistics import NormalDist
@@ -92,10 +92,15 @@ class QuantileMarginal:
         if x[0] < 1 or not all(a <= b for a, b in pairwise(x)):
             raise ValueError("tokens must be non-decreasing and >= 1")
 
+    @cached_property
+    def _knots(self) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """The knots as (standard-normal score, log tokens)."""
+        return (np.array([NormalDist().inv_cdf(q) for q in self.probs]),
+                np.log(np.asarray(self.tokens, dtype=np.float64)))
+
     def tokens_at(self, z: NDArray[np.float64]) -> NDArray[np.int64]:
         """Map standard-normal scores ``z`` to token counts (int64, rounded, >= 1)."""
-        knots_z = np.array([NormalDist().inv_cdf(q) for q in self.probs])
-        log_x = np.interp(z, knots_z, np.log(np.asarray(self.tokens, dtype=np.float64)))
+        log_x = np.interp(z, *self._knots)
         return np.maximum(np.rint(np.exp(log_x)), 1).astype(np.int64)
 
     def sample(self, n: int, rng: np.random.Generator) -> NDArray[np.int64]:
