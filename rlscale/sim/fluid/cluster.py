@@ -168,7 +168,7 @@ class FluidCluster(PodFleet):
         if len(ids) == 0:
             return tokens, requests
         arrival = self._arrival_s[ids]
-        sub = np.clip(((arrival - start_s) / self.substep_s).astype(np.int64), 0, count - 1)
+        sub = self._substep_of(arrival, start_s, count)
         open_rows = shares.sum(axis=1) > 0
         if open_rows.all() and not len(self._gateway):
             # Every sub-step has a pool to route to and no one waits: each request is
@@ -208,18 +208,32 @@ class FluidCluster(PodFleet):
             keep = ~too_long
             ids, dispatch, pool, prompt = ids[keep], dispatch[keep], pool[keep], prompt[keep]
         output = np.minimum(self._output[ids], self._max_len[pool] - prompt)
-        sub = np.clip(((dispatch - start_s) / self.substep_s).astype(np.int64), 0, count - 1)
+        sub = self._substep_of(dispatch, start_s, count)
         flat = pool * count + sub
         tokens = np.bincount(flat, prompt.astype(np.float64), npools * count).reshape(
             npools, count).astype(np.float64)
         requests = np.bincount(flat, None, npools * count).reshape(npools, count).astype(
             np.float64)
-        for index, queue in enumerate(self.queues):
-            chosen = pool == index
-            if chosen.any():
-                queue.add(ids[chosen], self._arrival_s[ids[chosen]], dispatch[chosen],
-                          prompt[chosen], output[chosen])
+        # Each pool's requests, in dispatch order (a stable sort of small integers is a
+        # radix sort), go to its queue.
+        order = np.argsort(pool.astype(np.uint8) if npools < 256 else pool, kind="stable")
+        ids, dispatch, prompt, output = ids[order], dispatch[order], prompt[order], output[order]
+        arrival = self._arrival_s[ids]
+        first = 0
+        for queue, end in zip(self.queues, np.cumsum(np.bincount(pool, None, npools)).tolist(),
+                              strict=True):
+            if end > first:
+                queue.add(ids[first:end], arrival[first:end], dispatch[first:end],
+                          prompt[first:end], output[first:end])
+            first = end
         return tokens, requests
+
+    def _substep_of(self, times_s: NDArray[np.float64], start_s: float,
+                    count: int) -> NDArray[np.int64]:
+        """The sub-step (of ``count`` from ``start_s``) each of ``times_s`` falls in."""
+        sub = ((times_s - start_s) / self.substep_s).astype(np.int64)
+        # np.minimum / np.maximum, not np.clip: the same numbers at a third of the cost.
+        return np.minimum(np.maximum(sub, 0, out=sub), count - 1, out=sub)
 
     def _finish(self, pool: int) -> None:
         """Log the pool's requests that finished by now; update its exported metrics."""

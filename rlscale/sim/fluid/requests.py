@@ -44,21 +44,20 @@ def reached(curve: FloatArray, times: FloatArray, targets: FloatArray,
     """:func:`crossing` for targets the curve reaches (each ``<= curve[-1]``). Points are at
     increasing times, so a segment has no width only before the first point (``at == 0``,
     where the answer is the first time and the NaN of 0/0 is not used)."""
-    at = np.searchsorted(curve, targets, side="left")
+    at = curve.searchsorted(targets, side="left")
     before = at - 1
     np.maximum(before, 0, out=before)
     start = curve[before]
     grown = targets - start
-    span = curve[at] - start
-    width = times[at] - times[before]
+    then = times[before]
+    width = times[at] - then
     with np.errstate(divide="ignore", invalid="ignore"):
-        share = grown / span
+        share = grown / (curve[at] - start)
         if rate is not None:
             speed = rate[at]
-            fast = grown / speed
-            share = np.where(speed > 0, fast, share * width)
+            share = np.where(speed > 0, grown / speed, share * width)
             share = np.minimum(share, width) / width
-        return np.where(at == 0, times[0], times[before] + share * width)
+        return np.where(at == 0, times[0], then + share * width)
 
 
 class PoolRequests:
@@ -116,7 +115,8 @@ class PoolRequests:
             edges = reached(prefilled, times, np.concatenate([target - prompt, target]),
                             pool.prefill_rate[:n])
             start = np.maximum(dispatch, edges[:reach])
-            point = np.clip(np.searchsorted(times, start, side="right"), 1, n - 1)
+            point = times.searchsorted(start, side="right")
+            np.minimum(np.maximum(point, 1, out=point), n - 1, out=point)
             own = prompt * pool.prefill_s + np.ceil(prompt / pool.batch_tokens) * (
                 pool.decode_step_s[point])
             first = np.maximum(edges[reach:], start + own)
@@ -137,14 +137,19 @@ class PoolRequests:
                                  else began)
         decoding = self.decoding
         # Only rows whose step target the pool's steps have reached can have finished.
-        due = np.flatnonzero(decoding[:, STEP_TARGET] <= iterations[-1])
+        is_due = decoding[:, STEP_TARGET] <= iterations[-1]
+        due = np.flatnonzero(is_due)
         finished, finish_s = decoding[:0], _EMPTY
         if len(due):
-            finish = np.maximum(reached(iterations, times, decoding[due, STEP_TARGET]),
-                                decoding[due, FIRST])
+            rows = decoding[due]
+            finish = np.maximum(reached(iterations, times, rows[:, STEP_TARGET]),
+                                rows[:, FIRST])
             done = finish <= end_s
-            if done.any():
-                finished, finish_s = decoding[due[done]], finish[done]
+            if done.all():  # (they all have, but for rounding)
+                finished, finish_s = rows, finish
+                self.decoding = decoding[~is_due]
+            elif done.any():
+                finished, finish_s = rows[done], finish[done]
                 keep = np.ones(len(decoding), bool)
                 keep[due[done]] = False
                 self.decoding = decoding[keep]
