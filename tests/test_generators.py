@@ -16,6 +16,7 @@ from rlscale.sim.workload import (
     FittedLengths,
     FlashCrowd,
     GammaRenewal,
+    LognormalLengths,
     Poisson,
     Superpose,
     WorkloadConfigError,
@@ -455,3 +456,19 @@ def test_invalid_trace_config_fields(tmp_path: Path) -> None:
 
 def test_constant_lengths_type() -> None:
     assert ConstantLengths(3, 4).sample(2, rng())[0].tolist() == [3, 3]
+
+
+@pytest.mark.parametrize("lengths", [FittedLengths.builtin("azure-conv-2023"),
+                                     LognormalLengths(400.0, 1.0, 150.0, 1.2)])
+def test_skipping_the_start_leaves_out_only_the_requests_before_it(lengths: Any) -> None:
+    arrivals = Diurnal(20.0, amplitude=0.5, period_s=600.0)
+    full = generate(arrivals, lengths, 900.0, np.random.default_rng(4), max_total_tokens=2048)
+    tail = generate(arrivals, lengths, 900.0, np.random.default_rng(4), max_total_tokens=2048,
+                    skip_before_s=500.0)
+    kept = full.arrival_s >= 500.0
+    assert 0 < kept.sum() < len(full)
+    np.testing.assert_array_equal(tail.arrival_s, full.arrival_s[kept])
+    np.testing.assert_array_equal(tail.prompt_tokens, full.prompt_tokens[kept])
+    np.testing.assert_array_equal(tail.output_tokens, full.output_tokens[kept])
+    assert len(generate(arrivals, lengths, 900.0, np.random.default_rng(4),
+                        skip_before_s=900.0)) == 0

@@ -87,8 +87,10 @@ class EpisodeWorkloads:
                     else TRAIN_SEED_BASE + int(rng.integers(2**31)))
             offset = fixed if fixed is not None else (
                 float(rng.uniform(0.0, day)) if episode.random_offset else 0.0)
+            # Only the window's requests are needed (the earlier ones are drawn, not made).
             base = self.scenario.build_workload(np.random.default_rng(seed),
-                                                {"duration_s": offset + horizon_s})
+                                                {"duration_s": offset + horizon_s},
+                                                skip_before_s=offset)
             clock_start = 0.0
         else:
             if self.fixed_workload is not None:

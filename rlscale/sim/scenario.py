@@ -62,16 +62,20 @@ class Scenario:
     source: str = ""
 
     def build_workload(self, rng: np.random.Generator,
-                       overrides: dict[str, Any] | None = None) -> Workload:
+                       overrides: dict[str, Any] | None = None, *,
+                       skip_before_s: float = 0.0) -> Workload:
         """Draw (or read) this scenario's workload.
 
         ``overrides`` with a ``trace`` or ``generator`` key replace the workload; otherwise they
-        replace its top-level keys (``duration_s``, ``rate_scale``, ...).
+        replace its top-level keys (``duration_s``, ``rate_scale``, ...). A generated workload
+        leaves out the requests arriving before ``skip_before_s`` (seconds), the others
+        unchanged (:func:`~rlscale.sim.workload.config.workload_from_config`).
         """
         overrides = overrides or {}
         replaces_source = "trace" in overrides or "generator" in overrides
         cfg = dict(overrides) if replaces_source else {**self.workload, **overrides}
-        return workload_from_config(cfg, rng, base_dir=self.base_dir)
+        return workload_from_config(cfg, rng, base_dir=self.base_dir,
+                                    skip_before_s=skip_before_s)
 
     def pool_index(self, name: str) -> int:
         """Index of the pool called ``name``."""

@@ -269,6 +269,7 @@ def workload_from_config(
     *,
     base_dir: Path | None = None,
     path: str = "workload",
+    skip_before_s: float = 0.0,
 ) -> Workload:
     """Build a workload from a configuration mapping (format: see the module docstring).
 
@@ -278,6 +279,9 @@ def workload_from_config(
         base_dir: directory relative trace paths are resolved against (e.g. the scenario
             file's folder); the current directory if None.
         path: name of ``cfg`` in error messages.
+        skip_before_s: a generated workload leaves out the requests arriving before it
+            (seconds; the others the same, see :func:`~rlscale.sim.workload.generators.
+            generate`); a trace keeps them.
 
     Raises:
         WorkloadConfigError: a field is missing, unknown, or out of range; the message names
@@ -297,7 +301,8 @@ def workload_from_config(
                 _mapping(cfg, path, _TRACE_KEYS, "a trace workload"), rng, base_dir, path
             )
         return _from_generator(
-            _mapping(cfg, path, _GENERATOR_KEYS, "a generated workload"), rng, base_dir, path
+            _mapping(cfg, path, _GENERATOR_KEYS, "a generated workload"), rng, base_dir, path,
+            skip_before_s,
         )
     except WorkloadConfigError:
         raise
@@ -347,10 +352,12 @@ def _from_trace(
 
 
 def _from_generator(
-    cfg: dict[str, Any], rng: np.random.Generator, base_dir: Path | None, path: str
+    cfg: dict[str, Any], rng: np.random.Generator, base_dir: Path | None, path: str,
+    skip_before_s: float = 0.0,
 ) -> Workload:
     arrivals = _arrivals(cfg, path)
     cap = _cap(cfg, path)
     duration = _positive(cfg, "duration_s", path)
     lengths = _lengths(_required(cfg, "lengths", path), f"{path}.lengths", base_dir)
-    return generate(arrivals, lengths, duration, rng, max_total_tokens=cap)
+    return generate(arrivals, lengths, duration, rng, max_total_tokens=cap,
+                    skip_before_s=skip_before_s)

@@ -18,7 +18,7 @@ from typing import overload
 import numpy as np
 from numpy.typing import NDArray
 
-from rlscale.sim.workload.lengths import LengthModel
+from rlscale.sim.workload.lengths import FittedLengths, LengthModel
 from rlscale.sim.workload.transforms import cap_lengths
 from rlscale.sim.workload.workload import Workload
 
@@ -353,16 +353,27 @@ def generate(
     rng: np.random.Generator,
     *,
     max_total_tokens: int | None = None,
+    skip_before_s: float = 0.0,
 ) -> Workload:
     """Draw a synthetic workload: arrival times from ``arrivals`` over ``[0, duration_s)``
     (seconds), then one (prompt, output) pair per arrival from ``lengths``, optionally capped
     so prompt + output <= ``max_total_tokens``. The same ``rng`` state gives the same
     workload.
 
+    With ``skip_before_s`` (seconds) the requests arriving before it are left out: the
+    others, drawn exactly as without it, are the same requests, and the lengths of the ones
+    left out are not computed (an episode that starts late in the day costs half the time).
+
     ``metadata`` records ``duration_s``, ``arrivals``, ``lengths`` and ``max_total_tokens``.
     """
     times = arrivals.sample(duration_s, rng)
-    prompt, output = lengths.sample(len(times), rng)
+    first = int(np.searchsorted(times, skip_before_s, side="left")) if skip_before_s > 0 else 0
+    if isinstance(lengths, FittedLengths):
+        prompt, output = lengths.sample_tail(len(times), first, rng)
+    else:
+        prompt, output = lengths.sample(len(times), rng)
+        prompt, output = prompt[first:], output[first:]
+    times = times[first:]
     if max_total_tokens is not None:
         prompt, output = cap_lengths(prompt, output, max_total_tokens)
     return Workload(

@@ -169,11 +169,18 @@ class FittedLengths:
 
     def sample(self, n: int, rng: np.random.Generator) -> Lengths:
         """Draw ``n`` (prompt, output) pairs in tokens (int64 arrays, values >= 1)."""
+        return self.sample_tail(n, 0, rng)
+
+    def sample_tail(self, n: int, first: int, rng: np.random.Generator) -> Lengths:
+        """Pairs ``first`` to ``n - 1`` of :meth:`sample`'s ``n``: the same draws (the
+        generator moves on as far), only the tokens of the others left uncomputed."""
         _check_n(n)
-        prompt = self.prompt.sample(n, rng)
-        z = rng.standard_normal(n)
+        if not 0 <= first <= n:
+            raise ValueError(f"first must be in [0, {n}], got {first!r}")
+        prompt = self.prompt.tokens_at(rng.standard_normal(n)[first:])
+        z = rng.standard_normal(n)[first:]
         bins = np.searchsorted(np.asarray(self.prompt_edges), prompt, side="left")
-        output = np.empty(n, dtype=np.int64)
+        output = np.empty(n - first, dtype=np.int64)
         for k, marginal in enumerate(self.outputs):
             mask = bins == k
             output[mask] = marginal.tokens_at(z[mask])
