@@ -17,8 +17,8 @@ from rlscale.sim.workload.workload import Workload
 
 MODES = ("request", "fast")
 """Engine modes: ``request`` simulates every request through vLLM's scheduler; ``fast``
-approximates each pool's engines as a fluid (about 7x fewer CPU-seconds per environment step
-on the default scenario; ``benchmarks/env_speed.py``)."""
+approximates each pool's engines as a fluid (8-10x fewer CPU-seconds per environment step on
+the default scenario; ``benchmarks/env_speed.py``)."""
 
 AnyCluster = Cluster | FluidCluster
 
