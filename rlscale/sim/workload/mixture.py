@@ -240,12 +240,7 @@ def parse_mixture(data: Any, *, held_out: Sequence[str] = (),
     if len(set(names)) != len(names):
         raise WorkloadConfigError(f"{path}.families: names must be unique, got {names}")
     load = data.get("load", 0.5)
-    probe = np.random.default_rng(0)
-    for _ in range(8):  # a draw that can give an absurd load fails here, not mid-training
-        value = resolve(load, probe, f"{path}.load")
-        if not _finite_number(value) or not 0 < value <= 2:
-            raise WorkloadConfigError(f"{path}.load: expected a fraction of capacity in "
-                                      f"(0, 2] (or a draw of one), got {value!r}")
+    _check_drawn(load, f"{path}.load", 2.0, "a fraction of capacity")
     return WorkloadMixture(tuple(families), load,
                            _gpu_shortage(data.get("gpu_shortage"), f"{path}.gpu_shortage"))
 
@@ -260,10 +255,16 @@ def _gpu_shortage(data: Any, path: str) -> GpuShortage | None:
     if not _finite_number(probability) or not 0 <= probability <= 1:
         raise WorkloadConfigError(f"{path}.probability: expected a number in [0, 1], got "
                                   f"{probability!r}")
-    probe = np.random.default_rng(0)
-    for _ in range(8):  # a draw that can give an absurd fraction fails here, not mid-training
-        value = resolve(data["fraction"], probe, f"{path}.fraction")
-        if not _finite_number(value) or not 0 < value <= 1:
-            raise WorkloadConfigError(f"{path}.fraction: expected a fraction in (0, 1] (or a "
-                                      f"draw of one), got {value!r}")
+    _check_drawn(data["fraction"], f"{path}.fraction", 1.0, "a fraction")
     return GpuShortage(float(probability), data["fraction"])
+
+
+def _check_drawn(value: Any, path: str, high: float, what: str) -> None:
+    """``value`` (a number or a draw of one) must give numbers in (0, ``high``]: eight probe
+    draws, so that a draw that can give an absurd value fails here, not mid-training."""
+    probe = np.random.default_rng(0)
+    for _ in range(8):
+        drawn = resolve(value, probe, path)
+        if not _finite_number(drawn) or not 0 < drawn <= high:
+            raise WorkloadConfigError(f"{path}: expected {what} in (0, {high:g}] (or a draw "
+                                      f"of one), got {drawn!r}")
