@@ -18,7 +18,7 @@ from typing import overload
 import numpy as np
 from numpy.typing import NDArray
 
-from rlscale.sim.workload.lengths import FittedLengths, LengthModel
+from rlscale.sim.workload.lengths import LengthModel, sample_tail
 from rlscale.sim.workload.transforms import cap_lengths
 from rlscale.sim.workload.workload import Workload
 
@@ -368,11 +368,7 @@ def generate(
     """
     times = arrivals.sample(duration_s, rng)
     first = int(np.searchsorted(times, skip_before_s, side="left")) if skip_before_s > 0 else 0
-    if isinstance(lengths, FittedLengths):
-        prompt, output = lengths.sample_tail(len(times), first, rng)
-    else:
-        prompt, output = lengths.sample(len(times), rng)
-        prompt, output = prompt[first:], output[first:]
+    prompt, output = sample_tail(lengths, len(times), first, rng)
     times = times[first:]
     if max_total_tokens is not None:
         prompt, output = cap_lengths(prompt, output, max_total_tokens)

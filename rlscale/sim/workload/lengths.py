@@ -53,6 +53,16 @@ class LengthModel(Protocol):
         ...
 
 
+def sample_tail(model: LengthModel, n: int, first: int, rng: np.random.Generator) -> Lengths:
+    """Pairs ``first`` to ``n - 1`` of ``model.sample(n, rng)``: the same draws, the generator
+    moved on as far; a model that can (:class:`FittedLengths`) leaves the tokens of the first
+    ones uncomputed."""
+    if isinstance(model, FittedLengths):
+        return model.sample_tail(n, first, rng)
+    prompt, output = model.sample(n, rng)
+    return prompt[first:], output[first:]
+
+
 def _check_n(n: object) -> None:
     if isinstance(n, bool) or not isinstance(n, _INTEGER) or n < 0:
         raise ValueError(f"n must be an integer >= 0, got {n!r}")
