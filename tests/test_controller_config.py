@@ -10,6 +10,7 @@ import pytest
 import yaml
 from controller_fakes import clients
 
+from rlscale.agents.slo_guard import SloGuardConfig
 from rlscale.configschema import ConfigError
 from rlscale.controller.cli import main
 from rlscale.controller.config import LIMITS, load_config, parse_config
@@ -91,6 +92,15 @@ def test_defaults_and_a_bundle_without_profile_facts() -> None:
     assert config.leader_election.identity == ""  # resolved per process at start-up
 
 
+def test_the_slo_guard_is_on_by_default_and_can_be_switched_off() -> None:
+    data = example()
+    assert parse_config(data).shield.slo_guard == SloGuardConfig(enter=0.9, hold=4)
+    data["shield"]["slo_guard"] = {"enter": 0.8, "hold": 2}
+    assert parse_config(data).shield.slo_guard == SloGuardConfig(enter=0.8, hold=2)
+    data["shield"]["slo_guard"] = False
+    assert parse_config(data).shield.slo_guard.enter is None
+
+
 def _set(data: dict[str, Any], path: str, value: Any) -> None:
     """Set (or with ``...`` delete) the value at a dotted path with list indices."""
     keys: list[Any] = [int(k) if k.isdigit() else k for k in path.split(".")]
@@ -132,6 +142,11 @@ def _set(data: dict[str, Any], path: str, value: Any) -> None:
     ("policy", {"bundle": "/b", "knobs": {"x": 1}}, "policy.knobs: knobs apply to a heuristic"),
     ("fallback.heuristic", "nope", "fallback.heuristic: unknown baseline 'nope'"),
     ("shield.max_scale_up", 0, "shield.max_scale_up: expected an integer in [1"),
+    ("shield.slo_guard", {"enter": 0}, "shield.slo_guard.enter: expected a number > 0"),
+    ("shield.slo_guard", {"enter": 1.5}, "shield.slo_guard.enter: expected a number > 0 and <= 1"),
+    ("shield.slo_guard", {"hold": 0}, "shield.slo_guard.hold: expected an integer in [1"),
+    ("shield.slo_guard", {"entr": 0.9}, "shield.slo_guard: unknown field(s) ['entr']"),
+    ("shield.slo_guard", "on", "shield.slo_guard: expected a mapping"),
     ("leader_election.renew_deadline_s", 20, "leader_election.renew_deadline_s: must be below"),
     ("leader_election.retry_period_s", 10, "leader_election.retry_period_s: must be below"),
     ("http.port", -1, "http.port: expected an integer in [0, 65535]"),

@@ -420,6 +420,19 @@ def test_a_bundle_decides_unless_the_observation_leaves_its_training_range(
     assert record.policy == policy
 
 
+def test_the_slo_guard_guards_a_bundle_and_not_a_heuristic(tmp_path: Path) -> None:
+    config = _bundle_config(tmp_path / "ppo")
+    _bundle(tmp_path / "ppo", config, 20.0)
+    guarded = build_policy_setup(config).shield
+    assert guarded is not None
+    assert guarded.guard is not None
+    assert guarded.guard.config.enter == config.shield.slo_guard.enter == 0.9
+    heuristic = build_policy_setup(parse_config(config_data())).shield
+    assert heuristic is not None
+    assert heuristic.fallback is not None
+    assert heuristic.guard is None
+
+
 @pytest.mark.parametrize("facts", [True, False])
 def test_a_corrupt_bundle_runs_the_fallback(tmp_path: Path, facts: bool,
                                             caplog: pytest.LogCaptureFixture) -> None:

@@ -45,6 +45,10 @@ GPU_INVENTORY: Final = "GpuInventory"
 NO_READY_REPLICAS: Final = "NoReadyReplicas"
 WEIGHTS_BY_CAPACITY: Final = "WeightsByCapacity"
 
+SLO_GUARD: Final = "SloGuard"
+"""The SLO was missed lately: each pool got at least the fallback's replicas, and the fallback's
+weights (rlscale.agents.slo_guard)."""
+
 FALLBACKS: Final = (FALLBACK_NAN, FALLBACK_OUT_OF_RANGE, FALLBACK_UNFAMILIAR, FALLBACK_INVALID)
 """The reasons for which the shield hands the decision to the fallback policy."""
 

@@ -15,6 +15,10 @@ Rules, in order (each intervention carries a reason, like HPA's ``ScalingLimited
 5. ``GpuInventory``: growth only within the GPUs of the pool's type (pools in order).
 6. ``NoReadyReplicas``: weight only to pools with ready replicas; if that leaves nothing,
    weights proportional to ready capacity (``WeightsByCapacity``).
+
+Before rules 2-6, the SLO guard (``ShieldConfig.slo_guard``; it needs a fallback;
+:mod:`rlscale.agents.slo_guard`): while the last intervals missed the SLO, each pool gets at
+least the fallback's replicas and the fallback's routing weights (``SloGuard``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from numpy.typing import NDArray
 from rlscale.agents import reasons
 from rlscale.agents.familiarity import FamiliarityGate
 from rlscale.agents.policy import Decision, Policy, PolicyContext, PolicyInput
+from rlscale.agents.slo_guard import SloGuard, SloGuardConfig
 
 
 @dataclass(frozen=True)
@@ -39,12 +44,15 @@ class ShieldConfig:
         block_scale_down_while_pending: rule 4 on or off.
         range_margin: how far (in observation units) outside the training range still counts
             as in range.
+        slo_guard: when the fallback's replicas and weights take over while the SLO is missed
+            (it needs a fallback; :data:`~rlscale.agents.slo_guard.GUARD_OFF` turns it off).
     """
 
     max_scale_up: int = 4
     max_scale_down: int = 2
     block_scale_down_while_pending: bool = True
     range_margin: float = 0.25
+    slo_guard: SloGuardConfig = field(default_factory=SloGuardConfig)
 
 
 @dataclass(frozen=True)
@@ -68,13 +76,18 @@ class Shield:
         self.fallback = fallback
         self.observation_range = observation_range
         self.familiarity = familiarity
+        self.guard = (SloGuard(self.config.slo_guard)
+                      if fallback is not None and self.config.slo_guard.enter is not None
+                      else None)
 
     def reset(self) -> None:
-        """Reset the fallback's state and the familiarity gate's history."""
+        """Reset the fallback's state, the familiarity gate's history and the SLO guard."""
         if self.fallback is not None:
             self.fallback.reset()
         if self.familiarity is not None:
             self.familiarity.reset()
+        if self.guard is not None:
+            self.guard.reset()
 
     def input_problem(self, observed: PolicyInput) -> str | None:
         """Why the observation cannot be trusted (a reason), or None."""
@@ -92,15 +105,31 @@ class Shield:
 
     def decide(self, policy: Policy, observed: PolicyInput) -> ShieldResult:
         """Ask ``policy`` (or the fallback, when the input is unsafe) and shield the answer."""
+        guarding = self.guard is not None and self.guard.update(observed.pools)
         problem = self.input_problem(observed)
-        if problem is None:
-            try:
-                decision = policy.decide(observed)
-            except Exception as err:  # a failing policy must not stop the loop
-                decision = Decision(observed.desired, _current_weights(observed), False,
-                                    reasons.POLICY_ERROR, f"{type(err).__name__}: {err}")
+        if problem is not None:
+            return self._fall_back(problem, observed)
+        try:
+            decision = policy.decide(observed)
+        except Exception as err:  # a failing policy must not stop the loop
+            decision = Decision(observed.desired, _current_weights(observed), False,
+                                reasons.POLICY_ERROR, f"{type(err).__name__}: {err}")
+        if self.guard is None or not decision.valid:
             return self.apply(decision, observed)
-        return self._fall_back(problem, observed)
+        assert self.fallback is not None  # a guard exists only with a fallback
+        backup = self.fallback.decide(observed)  # every decision: its state stays current
+        if not guarding or not backup.valid:
+            return self.apply(decision, observed)
+        lifted = tuple(max(mine, theirs)
+                       for mine, theirs in zip(decision.replicas, backup.replicas, strict=True))
+        attainment = self.guard.last_attainment
+        seen = f"{attainment:.1%}" if attainment is not None else "no requests"
+        guarded = Decision(lifted, backup.weights, True, reasons.SLO_GUARD,
+                           f"{reasons.SLO_GUARD}: SLO attainment {seen} in the last interval, "
+                           f"below {self.guard.config.enter:.1%}: at least "
+                           f"{self.fallback.name}'s replicas {list(backup.replicas)} and its "
+                           f"weights; the policy asked for {list(decision.replicas)}")
+        return self._clamp(guarded, observed, (reasons.SLO_GUARD,))
 
     def apply(self, decision: Decision, observed: PolicyInput) -> ShieldResult:
         """Shield ``decision`` (rules 1-6)."""

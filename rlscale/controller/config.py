@@ -32,7 +32,10 @@ Example (every field; defaults in comments)::
       knobs: {}                    # heuristic knobs (see rlscale.agents.baselines)
     fallback: {heuristic: planner, knobs: {}}
     shield: {max_scale_up: 4, max_scale_down: 2, block_scale_down_while_pending: true,
-             range_margin: 0.25}
+             range_margin: 0.25,
+             slo_guard: {enter: 0.9, hold: 4}}  # a bundle only: while an interval's SLO
+                                   # attainment < enter, at least the fallback's replicas and
+                                   # its weights, until hold intervals meet it; false: off
     metrics:
       source: pods                 # pods (scrape every pod) | prometheus
       port: 8000                   # pods: the vLLM container port
@@ -80,6 +83,7 @@ import yaml
 
 from rlscale.agents.baselines import knobs_of
 from rlscale.agents.shield import ShieldConfig
+from rlscale.agents.slo_guard import GUARD_OFF, SloGuardConfig
 from rlscale.configschema import MAX_REPLICAS, MAX_TOKENS_PER_S_PER_GPU, ConfigError, Section
 from rlscale.controller.pod_scrape import PodScrapeSettings
 from rlscale.controller.resources import PROFILE_FIELDS, GpuConfig, PoolConfig, RouteConfig
@@ -428,7 +432,21 @@ def _shield(section: Section) -> ShieldConfig:
         block_scale_down_while_pending=section.boolean(
             "block_scale_down_while_pending", d.block_scale_down_while_pending),
         range_margin=section.number("range_margin", d.range_margin, min_value=0.0,
-                                    max_value=100.0))
+                                    max_value=100.0),
+        slo_guard=_slo_guard(section))
+    section.finish()
+    return config
+
+
+def _slo_guard(shield: Section) -> SloGuardConfig:
+    """``shield.slo_guard``: ``{enter: 0.9, hold: 4}`` (defaults), or ``false`` (off)."""
+    if shield.raw("slo_guard") is False:
+        return GUARD_OFF
+    section = shield.section("slo_guard")
+    d = SloGuardConfig()
+    config = SloGuardConfig(
+        enter=section.number("enter", d.enter, min_value=0.0, strict_min=True, max_value=1.0),
+        hold=section.integer("hold", d.hold, min_value=1, max_value=1000))
     section.finish()
     return config
 

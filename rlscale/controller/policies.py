@@ -4,7 +4,9 @@
   heuristic decides, the fallback heuristic stands in when its decision is invalid.
 * ``policy.bundle``: the bundle is loaded and verified (numpy only); the observation is built
   from the bundle's ``observation_config`` (the same builder and normalization as in
-  training), the shield falls back when the observation leaves the range seen in training.
+  training), the shield falls back when the observation leaves the range seen in training
+  or is unfamiliar, and its SLO guard lifts the decision to the fallback's while the SLO is
+  missed (``shield.slo_guard``; a heuristic primary policy runs without the guard).
   The operator's ``min_replicas`` / ``max_replicas`` (config) are what the shield enforces.
 * a bundle that cannot be loaded is logged; the fallback heuristic then runs on the config's
   profile facts and every decision says ``BundleLoadFailed``. Without profile facts in the
@@ -16,7 +18,7 @@ Bad heuristic names or knob values are configuration errors (:class:`ConfigError
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rlscale.agents.baselines import make_baseline
@@ -30,7 +32,8 @@ from rlscale.agents.policy import (
     PolicyInput,
     with_replica_limits,
 )
-from rlscale.agents.shield import Shield
+from rlscale.agents.shield import Shield, ShieldConfig
+from rlscale.agents.slo_guard import GUARD_OFF
 from rlscale.configschema import ConfigError
 from rlscale.controller.config import ControllerConfig
 from rlscale.controller.resources import PROFILE_FIELDS
@@ -108,6 +111,12 @@ def _config_context(config: ControllerConfig, observation: ObservationConfig) ->
     return PolicyContext(limited, tuple(p.min_replicas for p in config.pools), config.interval_s)
 
 
+def heuristic_shield(config: ControllerConfig) -> ShieldConfig:
+    """The shield's settings for a heuristic primary policy: the config's, without the SLO
+    guard (it guards a learned policy; a heuristic runs as it is evaluated)."""
+    return replace(config.shield, slo_guard=GUARD_OFF)
+
+
 def build_policy_setup(config: ControllerConfig) -> PolicySetup:
     """The :class:`PolicySetup` for ``config`` (see the module docstring).
 
@@ -123,7 +132,7 @@ def build_policy_setup(config: ControllerConfig) -> PolicySetup:
         fallback = _heuristic(config, "fallback", config.fallback.heuristic,
                               config.fallback.knobs, context)
         return PolicySetup(observation, context, TrackedPolicy(primary),
-                           Shield(context, config.shield, fallback=fallback))
+                           Shield(context, heuristic_shield(config), fallback=fallback))
     try:
         bundle_policy = BundlePolicy.load(config.policy.bundle, expect_pools=config.pool_names)
     except BundleError as err:
@@ -141,7 +150,7 @@ def build_policy_setup(config: ControllerConfig) -> PolicySetup:
         fallback = _heuristic(config, "fallback", config.fallback.heuristic,
                               config.fallback.knobs, context)
         return PolicySetup(observation, context, TrackedPolicy(primary),
-                           Shield(context, config.shield, fallback=fallback),
+                           Shield(context, heuristic_shield(config), fallback=fallback),
                            load_error=str(err))
     bundle = bundle_policy.bundle
     observation = bundle.observation_config

@@ -12,7 +12,8 @@ from rlscale.agents.bundle.io import load_bundle
 from rlscale.agents.familiarity import FamiliarityConfig, FamiliarityGate
 from rlscale.agents.numpy_policy import BundlePolicy
 from rlscale.agents.policy import Policy, PolicyContext
-from rlscale.agents.shield import Shield, ShieldedPolicy
+from rlscale.agents.shield import Shield, ShieldConfig, ShieldedPolicy
+from rlscale.agents.slo_guard import SloGuardConfig
 from rlscale.configschema import ConfigError
 from rlscale.evaluate.floor import FloorPolicy
 from rlscale.evaluate.oracle import OraclePolicy
@@ -84,8 +85,11 @@ def build_policy(spec: PolicySpec, context: PolicyContext,
 
     ``ppo`` (knob ``bundle``: a policy bundle directory; ``fallback``: a baseline, default
     ``planner``; ``unfamiliar``: the familiarity gate's threshold, a smoothed mean |z|, or
-    ``off``) runs the bundle's numpy policy behind the shield, which falls back to the
-    baseline when the observation is NaN, outside the range seen in training, or unfamiliar.
+    ``off``; ``guard``: the SLO guard's threshold, an interval's SLO attainment, or ``off``;
+    by default :class:`~rlscale.agents.slo_guard.SloGuardConfig`'s, as in the controller)
+    runs the bundle's numpy policy behind the shield, which falls back to the
+    baseline when the observation is NaN, outside the range seen in training, or unfamiliar,
+    and lifts the decision to the baseline's while the SLO is missed (the guard).
     ``floor`` (knob ``capacity_fraction``) runs the clairvoyant cost floor's schedule and
     needs the ``scenario`` (profiles, inventory).
     """
@@ -157,12 +161,12 @@ def policy_observation(spec: PolicySpec, pools: list[str]) -> ObservationConfig 
 
 
 def _bundle_path(spec: PolicySpec, pools: list[str]) -> str:
-    unknown = sorted(set(spec.knobs) - {"bundle", "fallback", "unfamiliar"})
+    unknown = sorted(set(spec.knobs) - {"bundle", "fallback", "unfamiliar", "guard"})
     bundle = spec.knobs.get("bundle") or packaged_bundle(pools)
     if unknown or bundle is None:
         raise ConfigError(f"ppo: needs knob 'bundle' (a bundle directory; no packaged policy "
-                          f"serves pools {pools}), optional 'fallback' and 'unfamiliar'; got "
-                          f"{sorted(spec.knobs)}")
+                          f"serves pools {pools}), optional 'fallback', 'unfamiliar' and "
+                          f"'guard'; got {sorted(spec.knobs)}")
     return str(bundle)
 
 
@@ -178,7 +182,14 @@ def _bundle_policy(spec: PolicySpec, context: PolicyContext) -> Policy:
         gate = FamiliarityConfig(enter=float(enter) if enter not in (None, "off") else None)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"ppo: unfamiliar={enter!r}: {err} (a mean |z| > 0.9, or off)") from None
-    shield = Shield(context, fallback=fallback, observation_range=policy.observation_range,
+    below = spec.knobs.get("guard", SloGuardConfig().enter)
+    try:
+        guard = SloGuardConfig(enter=float(below) if below not in (None, "off") else None)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"ppo: guard={below!r}: {err} (an SLO attainment in (0, 1], or "
+                          f"off)") from None
+    shield = Shield(context, ShieldConfig(slo_guard=guard), fallback=fallback,
+                    observation_range=policy.observation_range,
                     familiarity=FamiliarityGate(policy.unfamiliarity, gate))
     return ShieldedPolicy(policy, shield)
 
