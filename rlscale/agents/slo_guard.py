@@ -29,8 +29,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from rlscale.metrics.intervals import PoolInterval
+
+DEFAULT_ENTER: Final = 0.9
+"""The default threshold: an interval's SLO attainment (fraction of requests)."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class SloGuardConfig:
         hold: intervals in a row at or above ``enter`` before it turns off again (>= 1).
     """
 
-    enter: float | None = 0.9
+    enter: float | None = DEFAULT_ENTER
     hold: int = 4
 
     def __post_init__(self) -> None:

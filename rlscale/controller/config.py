@@ -83,7 +83,7 @@ import yaml
 
 from rlscale.agents.baselines import knobs_of
 from rlscale.agents.shield import ShieldConfig
-from rlscale.agents.slo_guard import GUARD_OFF, SloGuardConfig
+from rlscale.agents.slo_guard import DEFAULT_ENTER, GUARD_OFF, SloGuardConfig
 from rlscale.configschema import MAX_REPLICAS, MAX_TOKENS_PER_S_PER_GPU, ConfigError, Section
 from rlscale.controller.pod_scrape import PodScrapeSettings
 from rlscale.controller.resources import PROFILE_FIELDS, GpuConfig, PoolConfig, RouteConfig
@@ -445,7 +445,8 @@ def _slo_guard(shield: Section) -> SloGuardConfig:
     section = shield.section("slo_guard")
     d = SloGuardConfig()
     config = SloGuardConfig(
-        enter=section.number("enter", d.enter, min_value=0.0, strict_min=True, max_value=1.0),
+        enter=section.number("enter", DEFAULT_ENTER, min_value=0.0, strict_min=True,
+                             max_value=1.0),
         hold=section.integer("hold", d.hold, min_value=1, max_value=1000))
     section.finish()
     return config
