@@ -100,12 +100,15 @@ def controller_for(scenario_name: str, bundle: str) -> ControlLoop:
                        metrics=ControllerMetrics())
 
 
-def lockstep(workload: Workload | None, steps: int, bundle: str | None = None
-             ) -> list[tuple[bool, str, str]]:
+def lockstep(workload: Workload | None, steps: int, bundle: str | None = None,
+             gpus: dict[str, int] | None = None) -> list[tuple[bool, str, str]]:
     """Run the evaluation's episode and the controller side by side (the shipped bundle
-    unless told); return per decision (vectors equal, decision reason, why the fallback
-    decided or "")."""
+    unless told; the scenario's GPU inventory, with ``gpus`` overriding some types); return
+    per decision (vectors equal, decision reason, why the fallback decided or "")."""
     scenario = load_scenario(SCENARIO)
+    if gpus:
+        scenario = dataclasses.replace(scenario, cluster=dataclasses.replace(
+            scenario.cluster, gpu_inventory={**scenario.cluster.gpu_inventory, **gpus}))
     pools = [p.name for p in scenario.cluster.pools]
     bundle = bundle or packaged_bundle(pools)
     assert bundle is not None
@@ -216,3 +219,13 @@ def test_the_shipped_bundle_was_trained_on_the_default_scenarios_observation() -
             for p in env_config.pools))
     assert own == env_config
     assert policy_observation(PolicySpec("planner"), pools) is None
+
+
+@pytest.mark.slow
+def test_under_a_gpu_shortage_both_guard_the_slo_the_same_way() -> None:
+    """Half the H100 and A100 GPUs (the suite's shortage): the bundle leaves the short pools
+    overloaded, the SLO guard lifts its decisions to the planner's, in the controller as in
+    the evaluation (replicas compared at every decision by lockstep)."""
+    steps = lockstep(None, 20, gpus={"H100-SXM5-80GB": 2, "A100-SXM4-80GB": 4})
+    assert all(same for same, _, _ in steps), steps
+    assert sum(reason == "SloGuard" for _, reason, _ in steps) >= 3, steps
