@@ -89,7 +89,7 @@ from rlscale.controller.pod_scrape import PodScrapeSettings
 from rlscale.controller.resources import PROFILE_FIELDS, GpuConfig, PoolConfig, RouteConfig
 from rlscale.controller.source_registry import parse_metrics
 from rlscale.controller.sources import SourceSettings
-from rlscale.metrics.observation_config import ObservationConfig, PoolInfo
+from rlscale.metrics.observation_config import ObservationConfig, PoolInfo, PoolInfoError
 
 Mode = Literal["act", "shadow"]
 MODES: tuple[Mode, ...] = ("act", "shadow")
@@ -334,9 +334,8 @@ def _profile(s: Section, name: str, max_replicas: int) -> PoolInfo:
             facts[f.name] = s.number(f.name, *default, min_value=0.0, max_value=LIMITS[f.name])
     try:
         return PoolInfo(name=name, max_replicas=max_replicas, **facts)
-    except ValueError as err:  # a lower bound of PoolInfo's: name the first field it names
-        where = next((key for key in PROFILE_FIELDS if f"{key} must" in str(err)), "name")
-        raise ConfigError(f"{s.where(where)}: {err}") from None
+    except PoolInfoError as err:  # a lower bound of PoolInfo's: point at its first field
+        raise ConfigError(f"{s.where(err.fields[0])}: {err}") from None
 
 
 def _pools(root: Section, policy: PolicyConfig) -> tuple[PoolConfig, ...]:

@@ -42,7 +42,8 @@ class PoolInfo:
     decode_tok_s: float = 0.0
 
     def __post_init__(self) -> None:
-        problems = [f"{field} must be {rule}, got {value}" for field, value, ok, rule in (
+        problems = [(field, f"{field} must be {rule}, got {value}")
+                    for field, value, ok, rule in (
             ("gpus_per_replica", self.gpus_per_replica, self.gpus_per_replica >= 1, ">= 1"),
             ("max_replicas", self.max_replicas, self.max_replicas >= 1, ">= 1"),
             ("max_num_seqs", self.max_num_seqs, self.max_num_seqs >= 1, ">= 1"),
@@ -54,7 +55,16 @@ class PoolInfo:
             ("decode_tok_s", self.decode_tok_s, self.decode_tok_s >= 0, ">= 0"),
         ) if not ok]
         if problems:
-            raise ValueError(f"pool {self.name!r}: " + "; ".join(problems))
+            raise PoolInfoError(self.name, problems)
+
+
+class PoolInfoError(ValueError):
+    """A :class:`PoolInfo` field out of its bounds; ``fields`` names each one, in order, so
+    that a config reader can point at the first (``pools[0].capacity_rps``)."""
+
+    def __init__(self, pool: str, problems: list[tuple[str, str]]) -> None:
+        super().__init__(f"pool {pool!r}: " + "; ".join(text for _, text in problems))
+        self.fields = tuple(field for field, _ in problems)
 
 
 @dataclass(frozen=True)
