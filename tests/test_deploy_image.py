@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -108,6 +109,12 @@ def _wheel_cache(request: pytest.FixtureRequest, tmp_path: Path, source: Path) -
     return wheels
 
 
+def _isolated() -> dict[str, str]:
+    """This process's environment without what would put another rlscale on the fresh venv's
+    path (a developer's ``PYTHONPATH=$PWD``)."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
 @pytest.mark.slow
 def test_controller_extra_installs_and_runs_without_torch(request: pytest.FixtureRequest,
                                                           tmp_path: Path) -> None:
@@ -129,7 +136,7 @@ def test_controller_extra_installs_and_runs_without_torch(request: pytest.Fixtur
     check = subprocess.run(
         [str(python), "-c", CHECK, str(EXAMPLE_CONFIG), IMAGE_POLICIES,
          str(tmp_path / "controller.yaml")],
-        capture_output=True, text=True, check=False, timeout=120, cwd=tmp_path)
+        capture_output=True, text=True, check=False, timeout=120, cwd=tmp_path, env=_isolated())
     assert check.returncode == 0, f"the controller failed in the fresh venv:\n{check.stderr}"
     report = json.loads(check.stdout.strip().splitlines()[-1])
     assert report["rlscale"].startswith(str(venv)), "rlscale was not imported from the venv"
@@ -143,7 +150,7 @@ def test_controller_extra_installs_and_runs_without_torch(request: pytest.Fixtur
     run = subprocess.run(
         [str(venv / "bin" / "rlscale"), "controller", "--config",
          str(tmp_path / "controller.yaml"), "--kubeconfig", str(tmp_path / "no-kubeconfig")],
-        capture_output=True, text=True, check=False, timeout=120, cwd=tmp_path)
+        capture_output=True, text=True, check=False, timeout=120, cwd=tmp_path, env=_isolated())
     assert run.returncode == 1, f"expected exit 1 (no API), got {run.returncode}:\n{run.stderr}"
     assert re.search(r"cannot configure the Kubernetes API client", run.stderr)
     done = time.perf_counter()
