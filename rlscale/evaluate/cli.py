@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from rlscale.agents.baselines import BASELINES
+from rlscale.agents.familiarity import FamiliarityConfig
+from rlscale.agents.slo_guard import DEFAULT_ENTER
 from rlscale.configschema import ConfigError
 from rlscale.envs.config import env_config
 from rlscale.envs.splits import scenario_splits
@@ -66,7 +68,10 @@ def build_parser(*, tune_only: bool = False) -> argparse.ArgumentParser:
     parser.add_argument("--policies", default=",".join(DEFAULT_POLICIES),
                         help=f"comma-separated, from {','.join(POLICY_NAMES)} (default "
                              f"{','.join(DEFAULT_POLICIES)}); knobs as name:knob=value;knob=value "
-                             "(ppo: the shipped policy, or ppo:bundle=DIR)")
+                             "(ppo: the shipped policy, or ppo:bundle=DIR; behind the shield "
+                             f"with fallback=planner, unfamiliar={FamiliarityConfig().enter} "
+                             f"and guard={DEFAULT_ENTER}, each can be changed, the last two "
+                             "set to off)")
     if tune_only:
         parser.add_argument("--seeds", dest="tune_seeds", metavar="SEEDS", default=None,
                             help="seeds per training window, comma-separated (default: the "
