@@ -121,7 +121,6 @@ def train(config: TrainConfig, out: Path, *, resume: bool = False, progress: boo
     baseline_names = sorted({*config.eval.baselines, *config.eval.final_policies})
     if validate or final_evaluation:
         if tuned_path.exists():
-
             tuned = load_tuned(tuned_path, [PolicySpec(n) for n in baseline_names])
         else:
             tuned, record = tune(scenario, config.scenario, [PolicySpec(n) for n in
