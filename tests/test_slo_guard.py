@@ -134,3 +134,13 @@ def test_an_invalid_fallback_leaves_the_policys_decision() -> None:
     fallback.decision = replace(fallback.decision, valid=False, reason="NoMetrics")
     result = shield.decide(policy, _input(_pools((0.3, 0.0))))
     assert result.decision.replicas == (2, 4)
+
+
+def test_a_decision_for_the_wrong_number_of_pools_falls_back_while_guarding() -> None:
+    shield, policy, fallback = _shield(0.95)
+    policy.decision = Decision((2, 4, 1), (1.0, 0.1, 0.5))
+    result = shield.decide(policy, _input(_pools((0.3, 0.0))))
+    assert fallback.calls == 1  # asked once per decision, so its own state stays right
+    assert result.fallback_used
+    assert result.interventions[0] == "FallbackInvalid"
+    assert result.decision.replicas == (5, 2)

@@ -114,11 +114,11 @@ class Shield:
         except Exception as err:  # a failing policy must not stop the loop
             decision = Decision(observed.desired, _current_weights(observed), False,
                                 reasons.POLICY_ERROR, f"{type(err).__name__}: {err}")
-        if self.guard is None or not decision.valid:
-            return self.apply(decision, observed)
-        assert self.fallback is not None  # a guard exists only with a fallback
+        if (self.guard is None or self.fallback is None or not decision.valid
+                or len(decision.replicas) != self.context.pool_count):
+            return self.apply(decision, observed)  # (an unusable decision: the fallback's)
         backup = self.fallback.decide(observed)  # every decision: its state stays current
-        if not guarding or not backup.valid:
+        if not guarding or not backup.valid or len(backup.replicas) != len(decision.replicas):
             return self.apply(decision, observed)
         lifted = tuple(max(mine, theirs)
                        for mine, theirs in zip(decision.replicas, backup.replicas, strict=True))
