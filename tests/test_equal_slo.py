@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -16,6 +17,7 @@ from rlscale.evaluate.curves import (
     geometric_mean,
 )
 from rlscale.evaluate.policies import PolicySpec
+from rlscale.evaluate.report import write_results
 from rlscale.evaluate.suite import summary_table
 from rlscale.evaluate.sweep import best_setting, neighbours, sweep
 
@@ -61,6 +63,7 @@ def test_a_policy_above_every_curve_point_is_unreached() -> None:
     assert not result.reached
     assert math.isnan(result.ratio)
     assert result.text() == "unreached (best 90.0%)"
+    assert json.loads(json.dumps(result.__dict__))["reached"] is False  # plain types, as saved
 
 
 def test_a_policy_below_every_curve_point_has_no_equal_and_counts_as_worse() -> None:
@@ -74,6 +77,7 @@ def test_a_policy_below_every_curve_point_has_no_equal_and_counts_as_worse() -> 
     assert result.reached
     assert math.isnan(result.ratio)
     assert result.text() == "below (least 80.0%)"
+    assert json.loads(json.dumps(result.__dict__))["below"] is True
     fair = equal_slo_ratio(RunMatrix.from_rows(
         [*_rows("q", [0.9, 0.9], [3.0, 3.0]), *rows[2:]]), "q", ["b:lo", "b:hi"])
     table = summary_table({"fam1": {"p": {"b": result}}, "fam2": {"p": {"b": fair}}})
@@ -122,3 +126,11 @@ def test_per_pool_sweep_finds_the_cheaper_per_pool_setting() -> None:
     best = curves.best["kpa"]
     assert best == PolicySpec("kpa", {"target": [256.0, 64.0]}).label
     assert len(curves.points["kpa"]) > 8
+
+
+def test_results_with_numpy_scalars_are_written(tmp_path: Any) -> None:
+    """An evaluation's results reach the disk whatever numpy scalar a number ended up as."""
+    meta = {"flags": [np.bool_(True), np.float64(0.5), np.int64(3)]}
+    write_results(tmp_path, [], [], meta)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["meta"]["flags"] == [True, 0.5, 3]

@@ -160,7 +160,7 @@ def equal_slo_ratio(matrix: RunMatrix, policy: str, curve: Sequence[str],
     mean_att, mean_cost = float(p_att.mean()), float(p_cost.mean())
     points = frontier(list(c_att.mean(axis=1)), list(c_cost.mean(axis=1)))
     reference = cost_at(points, mean_att)
-    least, best = points[0][0], points[-1][0]
+    least, best = float(points[0][0]), float(points[-1][0])
     if math.isnan(reference):
         below = mean_att < least
         return EqualSlo(math.nan, math.nan, math.nan, below, math.nan, best, below, least)

@@ -73,7 +73,7 @@ def write_results(out: Path, rows: list[dict[str, Any]], aggregated: list[dict[s
 
 
 def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.floating, np.integer)):
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
         return value.item()
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
