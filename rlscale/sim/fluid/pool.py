@@ -25,12 +25,12 @@ at that rate until the sub-step's tokens are done (work is not spread over the s
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 
+from rlscale.sim.fluid.kernels import advance_compiled, advance_loop, jit_enabled
 from rlscale.sim.profile import PerformanceProfile
 
 _INITIAL_POINTS = 4096
@@ -57,6 +57,10 @@ class FluidPool:
         self.max_num_seqs = float(profile.max_num_seqs)
         self.kv_capacity = float(profile.kv_capacity_tokens)
         self.mean_output = max(float(mean_output_tokens), 1.0)
+        self._params = np.array([self.overhead_s, self.prefill_s, self.decode_s, self.context_s,
+                                 self.batch_tokens, self.max_num_seqs, self.kv_capacity,
+                                 self.mean_output])
+        """The engines' numbers as :func:`~rlscale.sim.fluid.kernels.advance_loop` reads them."""
         self.queue_tokens = 0.0
         self.queue_requests = 0.0
         self.decoding = 0.0
@@ -91,87 +95,37 @@ class FluidPool:
         first = self.points
         while first + count > len(self.times):
             self._grow()
-        overhead, prefill_s, decode_s = self.overhead_s, self.prefill_s, self.decode_s
-        context_s, batch, max_seqs = self.context_s, self.batch_tokens, self.max_num_seqs
-        kv_capacity, mean_output = self.kv_capacity, self.mean_output
-        queue_tokens, queue_requests = self.queue_tokens, self.queue_requests
-        decoding, context_tokens = self.decoding, self.context_tokens
-        kv_token_seconds, step_s = self.kv_token_seconds, self.step_s
-        prompt_total, generation_total = self.prompt_tokens_total, self.generation_tokens_total
-        last_s, prefilled, iterations = self._last
-        itl_values, itl_weights = self.itl_values, self.itl_weights
-        exp = math.exp
-        prefilled_out, iterations_out = [0.0] * count, [0.0] * count
-        step_out, rate_out = [overhead] * count, [0.0] * count
-        for j in range(count):
-            end_s, serving = ends_s[j], replicas[j]
-            dt = end_s - last_s
-            queue_tokens += new_tokens[j]
-            queue_requests += new_requests[j]
-            if serving > 0 and dt > 0:
-                d = decoding / serving
-                c = context_tokens / serving
-                decode_step = overhead + decode_s * d + context_s * (c + d)
-                if queue_tokens > 0 and queue_requests > 0:
-                    mean_prompt = queue_tokens / queue_requests
-                    # room = min(queue per engine, free KV, free sequence slots x prompt);
-                    # below 0 it means none (the branch below only asks room <= 0).
-                    room = queue_tokens / serving
-                    limit = kv_capacity - c
-                    if limit < room:
-                        room = limit
-                    limit = (max_seqs - d) * mean_prompt
-                    if limit < room:
-                        room = limit
-                else:
-                    mean_prompt = room = 0.0
-                chunk = batch - d
-                if room <= 0 or chunk <= 0:
-                    tokens, steps = 0.0, dt / decode_step
-                else:
-                    full = dt / (decode_step + prefill_s * chunk)
-                    rate_out[j] = full * chunk * serving / dt
-                    if full * chunk <= room:
-                        tokens, steps = full * chunk, full
-                    else:
-                        tokens, steps = room, (dt - prefill_s * room) / decode_step
-                total = tokens * serving
-                started = min(queue_requests, total / mean_prompt) if total > 0 else 0.0
-                queue_tokens -= total
-                if queue_tokens < 0:
-                    queue_tokens = 0.0
-                queue_requests -= started
-                if queue_requests < 0:
-                    queue_requests = 0.0
-                if decoding > 0:
-                    step_s = dt / steps
-                    itl_values.append(step_s)
-                    itl_weights.append(decoding * steps)
-                generated = decoding * steps
-                kept = exp(-steps / mean_output)
-                context_tokens = (context_tokens + generated) * kept + started * mean_prompt
-                decoding = decoding * kept + started
-                kv_token_seconds += context_tokens * dt
-                prompt_total += total
-                generation_total += generated + started
-                prefilled += total
-                iterations += steps
-                step_out[j] = decode_step
-            prefilled_out[j] = prefilled
-            iterations_out[j] = iterations
-            last_s = end_s
+        state = [self.queue_tokens, self.queue_requests, self.decoding, self.context_tokens,
+                 self.kv_token_seconds, self.step_s, self.prompt_tokens_total,
+                 self.generation_tokens_total, *self._last]
         span = slice(first, first + count)
+        if jit_enabled():
+            gaps_s, gap_weights, array_state = np.empty(count), np.empty(count), np.array(state)
+            gaps = advance_compiled(
+                np.asarray(ends_s, np.float64), np.asarray(replicas, np.float64),
+                np.asarray(new_tokens, np.float64), np.asarray(new_requests, np.float64),
+                self._params, array_state, self.prefilled[span], self.iterations[span],
+                self.decode_step_s[span], self.prefill_rate[span], gaps_s, gap_weights)
+            state = array_state.tolist()
+            self.itl_values += gaps_s[:gaps].tolist()
+            self.itl_weights += gap_weights[:gaps].tolist()
+        else:
+            prefilled, iterations = [0.0] * count, [0.0] * count
+            step_s, rate = [0.0] * count, [0.0] * count
+            values, weights = [0.0] * count, [0.0] * count
+            gaps = advance_loop(ends_s, replicas, new_tokens, new_requests,
+                                self._params.tolist(), state, prefilled, iterations, step_s,
+                                rate, values, weights)
+            self.prefilled[span], self.iterations[span] = prefilled, iterations
+            self.decode_step_s[span], self.prefill_rate[span] = step_s, rate
+            self.itl_values += values[:gaps]
+            self.itl_weights += weights[:gaps]
         self.times[span] = ends_s
-        self.prefilled[span] = prefilled_out
-        self.iterations[span] = iterations_out
-        self.decode_step_s[span] = step_out
-        self.prefill_rate[span] = rate_out
         self.points = first + count
-        self._last = (last_s, prefilled, iterations)
-        self.queue_tokens, self.queue_requests = queue_tokens, queue_requests
-        self.decoding, self.context_tokens = decoding, context_tokens
-        self.kv_token_seconds, self.step_s = kv_token_seconds, step_s
-        self.prompt_tokens_total, self.generation_tokens_total = prompt_total, generation_total
+        (self.queue_tokens, self.queue_requests, self.decoding, self.context_tokens,
+         self.kv_token_seconds, self.step_s, self.prompt_tokens_total,
+         self.generation_tokens_total) = state[:8]
+        self._last = (state[8], state[9], state[10])
 
     def gauges(self, replicas: int) -> tuple[float, float, float]:
         """(running, waiting, KV-cache usage fraction) over ``replicas`` engines, as vLLM's

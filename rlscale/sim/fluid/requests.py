@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
+from rlscale.sim.fluid.kernels import jit_enabled, resolve_compiled
 from rlscale.sim.fluid.pool import FluidPool
 
 FloatArray = NDArray[np.float64]
@@ -101,6 +102,13 @@ class PoolRequests:
         """
         pool = self.pool
         n = pool.points
+        if jit_enabled():
+            (self.queued, self.decoding, finished, finish_s, ttft_s, queue_s,
+             context_tokens) = resolve_compiled(
+                self.queued, self.decoding, pool.times, pool.prefilled, pool.iterations,
+                pool.decode_step_s, pool.prefill_rate, n, pool.prefill_s, pool.batch_tokens)
+            self._sync(float(pool.prefilled[n - 1]), context_tokens)
+            return finished, finish_s, ttft_s, queue_s
         times, prefilled = pool.times[:n], pool.prefilled[:n]
         iterations = pool.iterations[:n]
         end_s = float(times[-1])
@@ -153,7 +161,7 @@ class PoolRequests:
                 keep = np.ones(len(decoding), bool)
                 keep[due[done]] = False
                 self.decoding = decoding[keep]
-        self._sync(float(prefilled[-1]), float(iterations[-1]))
+        self._sync(float(prefilled[-1]), _context_tokens(self.decoding, float(iterations[-1])))
         return finished, finish_s, ttft_s, queue_s
 
     def take_all(self) -> NDArray[np.int64]:
@@ -165,8 +173,10 @@ class PoolRequests:
         self._sync(self.routed_tokens, 0.0)
         return ids
 
-    def _sync(self, prefilled: float, iterations: float) -> None:
-        """Set the fluid's queue and decoding state from the requests' own."""
+    def _sync(self, prefilled: float, context_tokens: float) -> None:
+        """Set the fluid's queue and decoding state from the requests' own, the pool having
+        prefilled ``prefilled`` tokens in all and its decoding rows holding
+        ``context_tokens``."""
         queued, decoding, pool = self.queued, self.decoding, self.pool
         pool.queue_requests = float(len(queued))
         # Queued rows the prefill has not passed follow each other in token order up to the
@@ -176,16 +186,21 @@ class PoolRequests:
         pool.queue_tokens = 0.0 if beyond == len(queued) else self.routed_tokens - max(
             prefilled, float(queued[beyond, TARGET] - queued[beyond, PROMPT]))
         pool.decoding = float(len(decoding))
-        if len(decoding):
-            grown = iterations - (decoding[:, STEP_TARGET] - decoding[:, OUTPUT] + 1)
-            pool.context_tokens = float((decoding[:, PROMPT] + np.maximum(grown, 0.0)).sum())
-        else:
-            pool.context_tokens = 0.0
+        pool.context_tokens = context_tokens
 
     def remaining_steps(self) -> FloatArray:
         """Engine steps each unfinished request still needs (queued ones: all its output)."""
         left = self.decoding[:, STEP_TARGET] - self.pool.iterations[self.pool.points - 1]
         return np.concatenate([np.maximum(left, 0.0), self.queued[:, OUTPUT]])
+
+
+def _context_tokens(decoding: FloatArray, iterations: float) -> float:
+    """KV tokens the ``decoding`` rows hold when the pool has run ``iterations`` engine
+    steps: each one's prompt and the tokens it generated so far."""
+    if not len(decoding):
+        return 0.0
+    grown = iterations - (decoding[:, STEP_TARGET] - decoding[:, OUTPUT] + 1)
+    return float((decoding[:, PROMPT] + np.maximum(grown, 0.0)).sum())
 
 
 _EMPTY = np.zeros(0)
