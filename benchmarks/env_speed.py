@@ -5,8 +5,9 @@
 Prints steps per wall-second (and per CPU-second of this process, the fairer figure on a shared
 machine) over whole episodes (resets included), the simulated requests per step, and how the
 time splits between simulation and observation building, for the request-level engine, the
-fast engine (``engine.mode: fast``) and, as the baseline, the step-by-step engine
-(``--baseline-steps`` steps), all in the same run.
+fast engine (``engine.mode: fast``; with its compiled loops when numba is installed, and with
+its plain numpy path too) and, as the baseline, the step-by-step engine (``--baseline-steps``
+steps), all in the same run.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 
 from rlscale.envs import LLMClusterEnv
 from rlscale.metrics.observation import ObservationBuilder
+from rlscale.sim.fluid import kernels
 
 
 def run(scenario: str, steps: int, seed: int = 0, step_by_step: bool = False,
@@ -65,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fast-steps", type=int, default=3000)
     args = parser.parse_args(argv)
     rate, per_step, observe_share, cpu_rate = run(args.scenario, args.steps)
+    compiled = kernels.jit_enabled()
+    if compiled:  # the plain path first: the compiled run then pays no first-use costs
+        kernels.set_jit(False)
+        plain, _, _, plain_cpu = run(args.scenario, args.fast_steps, mode="fast")
+        kernels.set_jit(True)
+        run(args.scenario, 10, mode="fast")  # load (or compile) the compiled loops
     fast, fast_per_step, fast_observe, fast_cpu = run(args.scenario, args.fast_steps,
                                                       mode="fast")
     base_rate, _, _, base_cpu = run(args.scenario, args.baseline_steps, step_by_step=True)
@@ -74,7 +82,12 @@ def main(argv: list[str] | None = None) -> int:
           f"observations; {args.steps} steps)")
     print(f"fast engine: {fast:,.1f} steps/s, {fast_cpu:,.1f} steps/CPU-s ({fast_per_step:,.0f} "
           f"requests ended per step; {fast_observe:.1%} observing; {args.fast_steps} steps) -> "
-          f"{fast / rate:.1f}x wall, {fast_cpu / cpu_rate:.1f}x CPU")
+          f"{fast / rate:.1f}x wall, {fast_cpu / cpu_rate:.1f}x CPU; "
+          f"{'compiled loops' if compiled else 'plain numpy path (numba not installed)'}")
+    if compiled:
+        print(f"fast engine, plain numpy path (same numbers): {plain:,.1f} steps/s, "
+              f"{plain_cpu:,.1f} steps/CPU-s -> the compiled loops are {fast_cpu / plain_cpu:.2f}x"
+              f" per CPU-second")
     print(f"step-by-step engine (baseline, same run): {base_rate:,.1f} steps/s, "
           f"{base_cpu:,.1f} steps/CPU-s -> request-level is {rate / base_rate:.1f}x")
     print(f"targets: request-level >= 50 steps/s -> {'met' if rate >= 50 else 'NOT met'}; "

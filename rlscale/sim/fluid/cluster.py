@@ -114,11 +114,9 @@ class FluidCluster(PodFleet):
         serving = np.array(serving_rows, float).T
         tokens, requests = self._dispatch(start_s, end_s, starts, shares)
         widths = bounds - starts
-        ends = bounds.tolist()
         for pool, fluid in enumerate(self.fluids):
             self.ready_seconds[pool] += float(serving[pool] @ widths)
-            fluid.advance(ends, serving[pool].tolist(), tokens[pool].tolist(),
-                          requests[pool].tolist())
+            fluid.advance(bounds, serving[pool], tokens[pool], requests[pool])
             self._finish(pool)
 
     def run_to_completion(self, step_s: float = 60.0, max_s: float = math.inf) -> None:

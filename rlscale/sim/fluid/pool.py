@@ -25,12 +25,10 @@ at that rate until the sub-step's tokens are done (work is not spread over the s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 from numpy.typing import NDArray
 
-from rlscale.sim.fluid.kernels import advance_compiled, advance_loop, jit_enabled
+from rlscale.sim.fluid.kernels import Floats, advance_compiled, advance_loop, jit_enabled
 from rlscale.sim.profile import PerformanceProfile
 
 _INITIAL_POINTS = 4096
@@ -86,8 +84,8 @@ class FluidPool:
         self.times[0] = time_s
         self._last = (time_s, 0.0, 0.0)
 
-    def advance(self, ends_s: Sequence[float], replicas: Sequence[float],
-                new_tokens: Sequence[float], new_requests: Sequence[float]) -> None:
+    def advance(self, ends_s: Floats, replicas: Floats, new_tokens: Floats,
+                new_requests: Floats) -> None:
         """Run the pool's engines sub-step by sub-step: up to each ``ends_s[j]`` (s, after the
         last point) with ``replicas[j]`` engines, after ``new_requests[j]`` requests with
         ``new_tokens[j]`` prompt tokens joined its queue. Appends one curve point each."""
@@ -101,11 +99,13 @@ class FluidPool:
         span = slice(first, first + count)
         if jit_enabled():
             gaps_s, gap_weights, array_state = np.empty(count), np.empty(count), np.array(state)
+            ends, serving, tokens, requests = (
+                np.ascontiguousarray(column, np.float64)
+                for column in (ends_s, replicas, new_tokens, new_requests))
             gaps = advance_compiled(
-                np.asarray(ends_s, np.float64), np.asarray(replicas, np.float64),
-                np.asarray(new_tokens, np.float64), np.asarray(new_requests, np.float64),
-                self._params, array_state, self.prefilled[span], self.iterations[span],
-                self.decode_step_s[span], self.prefill_rate[span], gaps_s, gap_weights)
+                ends, serving, tokens, requests, self._params, array_state,
+                self.prefilled[span], self.iterations[span], self.decode_step_s[span],
+                self.prefill_rate[span], gaps_s, gap_weights)
             state = array_state.tolist()
             self.itl_values += gaps_s[:gaps].tolist()
             self.itl_weights += gap_weights[:gaps].tolist()
@@ -113,7 +113,10 @@ class FluidPool:
             prefilled, iterations = [0.0] * count, [0.0] * count
             step_s, rate = [0.0] * count, [0.0] * count
             values, weights = [0.0] * count, [0.0] * count
-            gaps = advance_loop(ends_s, replicas, new_tokens, new_requests,
+            plain_ends, plain_serving, plain_tokens, plain_requests = (
+                column.tolist() if isinstance(column, np.ndarray) else column
+                for column in (ends_s, replicas, new_tokens, new_requests))
+            gaps = advance_loop(plain_ends, plain_serving, plain_tokens, plain_requests,
                                 self._params.tolist(), state, prefilled, iterations, step_s,
                                 rate, values, weights)
             self.prefilled[span], self.iterations[span] = prefilled, iterations
