@@ -14,7 +14,12 @@ import pytest
 
 from rlscale.envs import LLMClusterEnv
 from rlscale.sim.fluid import kernels
+from rlscale.sim.fluid.metrics import PoolMetrics
+from rlscale.sim.fluid.pool import FluidPool
 from rlscale.sim.fluid.requests import PoolRequests
+from rlscale.sim.profile import load_profile
+
+A100 = load_profile("llama-3-8b_a100-80gb")
 
 needs_numba = pytest.mark.skipif(not kernels.JIT_AVAILABLE,
                                  reason="numba is not installed (the 'fast' extra)")
@@ -92,6 +97,27 @@ def test_resolve_rows_as_loops_is_the_numpy_resolution(jit_restored: None) -> No
         for got, want in zip(loops, (plain.queued, plain.decoding, finished, finish_s, ttft_s,
                                      queue_s, plain.pool.context_tokens), strict=True):
             np.testing.assert_array_equal(got, want)
+
+
+@needs_numba
+def test_compiled_histograms_count_and_sum_as_numpy(jit_restored: None) -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        first, finished, gaps = (int(n) for n in rng.integers(0, 300, 3))
+        fluid = FluidPool(A100, 100.0)
+        fluid.itl_values = rng.uniform(0.005, 0.3, gaps).tolist()
+        fluid.itl_weights = rng.uniform(1, 60, gaps).tolist()
+        ttft_s, queue_s = rng.exponential(1.0, first), rng.exponential(0.4, first)
+        e2e_s = rng.exponential(20.0, finished)
+        start = rng.integers(0, 1000, len(PoolMetrics("a100").totals)).astype(float)
+        totals = []
+        for compiled in (False, True):
+            kernels.set_jit(compiled)
+            metrics = PoolMetrics("a100")
+            metrics.totals[:] = start
+            metrics.observe_engine(copy.deepcopy(fluid), ttft_s, queue_s, e2e_s)
+            totals.append(metrics.totals)
+        np.testing.assert_array_equal(totals[1], totals[0])
 
 
 def _feed(digest: Any, value: Any) -> None:

@@ -404,3 +404,34 @@ def resolve_rows(queued: NDArray[np.float64], decoding: NDArray[np.float64],
 
 resolve_compiled = _compiled(resolve_rows)
 """:func:`resolve_rows` compiled."""
+
+
+def observe_histograms(totals: NDArray[np.float64], edges: NDArray[np.float64],
+                       edge_bounds: NDArray[np.int64], first_bucket: NDArray[np.int64],
+                       sum_index: NDArray[np.int64], ttft_s: NDArray[np.float64],
+                       queue_s: NDArray[np.float64], e2e_s: NDArray[np.float64],
+                       itl_s: NDArray[np.float64], itl_weights: NDArray[np.float64]) -> None:
+    """Add one step's observations to a pool's counter vector ``totals`` (the layout of
+    :mod:`rlscale.sim.fluid.metrics`): histogram ``h`` (TTFT, queue, end-to-end, inter-token)
+    has the bucket edges ``edges[edge_bounds[h]:edge_bounds[h + 1]]`` and its buckets from
+    ``totals[first_bucket[h]]``, its sum at ``totals[sum_index[h]]``. As numpy does it there:
+    each bucket grows by its count (the gaps' weights summed one by one for inter-token), each
+    sum by its values' pairwise sum; the inter-token sum (a dot product) is left to the
+    caller."""
+    for h in range(4):
+        values = ttft_s if h == 0 else queue_s if h == 1 else e2e_s if h == 2 else itl_s
+        if not len(values):
+            continue
+        low, high = edge_bounds[h], edge_bounds[h + 1]
+        counts = np.zeros(high - low + 1)
+        for i in range(len(values)):
+            bucket = _left(edges[low:high], high - low, values[i])
+            counts[bucket] += itl_weights[i] if h == 3 else 1.0
+        for bucket in range(len(counts)):
+            totals[first_bucket[h] + bucket] += counts[bucket]
+        if h < 3:
+            totals[sum_index[h]] += pairwise_sum_compiled(values, 0, len(values))
+
+
+observe_compiled = _compiled(observe_histograms)
+""":func:`observe_histograms` compiled."""

@@ -28,6 +28,7 @@ from rlscale.metrics.snapshot import (
     PodSample,
 )
 from rlscale.metrics.vllm import E2E_BUCKETS_S, ITL_BUCKETS_S, QUEUE_BUCKETS_S, TTFT_BUCKETS_S
+from rlscale.sim.fluid.kernels import jit_enabled, observe_compiled
 from rlscale.sim.fluid.pool import FluidPool
 from rlscale.sim.pod import Pod, PodPhase
 
@@ -44,6 +45,12 @@ for _name, _edges in _EDGES.items():
 _EDGE_ARRAYS = {name: np.array(edges) for name, edges in _EDGES.items()}
 _SUMS = {name: _offset + i for i, name in enumerate(_EDGES)}
 _SIZE = _offset + len(_EDGES)
+# The same layout as kernels.observe_histograms reads it (its order of histograms).
+_KERNEL_ORDER = ("ttft", "queue", "e2e", "itl")
+_EDGES_FLAT = np.concatenate([_EDGE_ARRAYS[name] for name in _KERNEL_ORDER])
+_EDGE_BOUNDS = np.cumsum([0] + [len(_EDGES[name]) for name in _KERNEL_ORDER])
+_FIRST_BUCKET = np.array([_SLICES[name].start for name in _KERNEL_ORDER])
+_SUM_INDEX = np.array([_SUMS[name] for name in _KERNEL_ORDER])
 
 
 class PoolMetrics:
@@ -61,6 +68,23 @@ class PoolMetrics:
                        queue_s: NDArray[np.float64], e2e_s: NDArray[np.float64]) -> None:
         """Record a step's first tokens (TTFT and queue time from dispatch, s), finished
         requests (end-to-end s) and the fluid's engine steps (inter-token gaps, s)."""
+        if jit_enabled():
+            itl_s, itl_weights = np.array(fluid.itl_values), np.array(fluid.itl_weights)
+            fluid.itl_values.clear()
+            fluid.itl_weights.clear()
+            observe_compiled(self.totals, _EDGES_FLAT, _EDGE_BOUNDS, _FIRST_BUCKET, _SUM_INDEX,
+                             ttft_s, queue_s, e2e_s, itl_s, itl_weights)
+            if len(itl_s):
+                self.totals[_SUMS["itl"]] += float(itl_s @ itl_weights)
+        else:
+            self._observe_plain(fluid, ttft_s, queue_s, e2e_s)
+        self.totals[_SUCCESS] += len(e2e_s)
+        self.totals[_PROMPT] = fluid.prompt_tokens_total
+        self.totals[_GENERATION] = fluid.generation_tokens_total
+
+    def _observe_plain(self, fluid: FluidPool, ttft_s: NDArray[np.float64],
+                       queue_s: NDArray[np.float64], e2e_s: NDArray[np.float64]) -> None:
+        """:meth:`observe_engine`'s histograms with numpy."""
         self._observe("ttft", ttft_s, None)
         self._observe("queue", queue_s, None)
         self._observe("e2e", e2e_s, None)
@@ -68,9 +92,6 @@ class PoolMetrics:
             self._observe("itl", np.array(fluid.itl_values), np.array(fluid.itl_weights))
             fluid.itl_values.clear()
             fluid.itl_weights.clear()
-        self.totals[_SUCCESS] += len(e2e_s)
-        self.totals[_PROMPT] = fluid.prompt_tokens_total
-        self.totals[_GENERATION] = fluid.generation_tokens_total
 
     def _observe(self, name: str, values: NDArray[np.float64],
                  weights: NDArray[np.float64] | None) -> None:
