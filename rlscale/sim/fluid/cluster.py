@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 
 from rlscale.sim.cluster import SimulationStalledError
 from rlscale.sim.fleet import PodFleet
+from rlscale.sim.fluid.kernels import jit_enabled, route_compiled
 from rlscale.sim.fluid.log import ArrayLog
 from rlscale.sim.fluid.metrics import PoolMetrics
 from rlscale.sim.fluid.pool import FluidPool
@@ -205,6 +206,17 @@ class FluidCluster(PodFleet):
                 self._log_failures(ids[chosen], dispatch[chosen], int(index), FAIL_TOO_LONG)
             keep = ~too_long
             ids, dispatch, pool, prompt = ids[keep], dispatch[keep], pool[keep], prompt[keep]
+        if jit_enabled():
+            tokens, requests, rows, per_pool = route_compiled(
+                ids, dispatch, pool, prompt, self._output, self._arrival_s, self._max_len,
+                np.array([queue.routed_tokens for queue in self.queues]), start_s,
+                self.substep_s, count)
+            first = 0
+            for queue, end in zip(self.queues, np.cumsum(per_pool).tolist(), strict=True):
+                if end > first:
+                    queue.add_rows(rows[first:end])
+                first = end
+            return tokens, requests
         output = np.minimum(self._output[ids], self._max_len[pool] - prompt)
         sub = self._substep_of(dispatch, start_s, count)
         flat = pool * count + sub

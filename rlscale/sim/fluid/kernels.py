@@ -435,3 +435,53 @@ def observe_histograms(totals: NDArray[np.float64], edges: NDArray[np.float64],
 
 observe_compiled = _compiled(observe_histograms)
 """:func:`observe_histograms` compiled."""
+
+
+def route_rows(ids: NDArray[np.int64], dispatch_s: NDArray[np.float64],
+               pool: NDArray[np.int64], prompt: NDArray[np.int64], output: NDArray[np.int64],
+               arrival_s: NDArray[np.float64], max_len: NDArray[np.int64],
+               routed_tokens: NDArray[np.float64], start_s: float, substep_s: float,
+               count: int) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                    NDArray[np.float64], NDArray[np.int64]]:
+    """Requests dispatched to pools (:meth:`~rlscale.sim.fluid.cluster.FluidCluster._dispatch`
+    after the router's choice; none too long for its pool): workload indices ``ids``, dispatch
+    times (s), chosen ``pool`` and prompt tokens, one each; the workload's output tokens and
+    arrival times (s) by workload index; each pool's ``max_model_len``.
+
+    Returns the prompt tokens and requests routed to each pool in each of the ``count``
+    sub-steps of ``substep_s`` from ``start_s`` (pools x sub-steps), the requests' rows
+    (columns ``COLUMNS``) grouped by pool in dispatch order, their ``target`` counted on from
+    each pool's ``routed_tokens``, and how many rows each pool got: what the numpy path makes
+    with ``bincount``, a stable sort and :meth:`PoolRequests.add`, the same numbers."""
+    npools = len(routed_tokens)
+    tokens = np.zeros((npools, count))
+    requests = np.zeros((npools, count))
+    per_pool = np.zeros(npools, np.int64)
+    for i in range(len(ids)):
+        sub = int((dispatch_s[i] - start_s) / substep_s)
+        sub = min(max(sub, 0), count - 1)
+        tokens[pool[i], sub] += float(prompt[i])
+        requests[pool[i], sub] += 1.0
+        per_pool[pool[i]] += 1
+    at = np.zeros(npools, np.int64)
+    for p in range(1, npools):
+        at[p] = at[p - 1] + per_pool[p - 1]
+    rows = np.full((len(ids), 9), np.nan)
+    grown = np.zeros(npools)
+    for i in range(len(ids)):
+        p = pool[i]
+        row = rows[at[p]]
+        at[p] += 1
+        tokens_in = prompt[i]
+        grown[p] += float(tokens_in)
+        row[_ID] = float(ids[i])
+        row[_ARRIVAL] = arrival_s[ids[i]]
+        row[_DISPATCH] = dispatch_s[i]
+        row[_PROMPT] = float(tokens_in)
+        row[_OUTPUT] = float(min(output[ids[i]], max_len[p] - tokens_in))
+        row[_TARGET] = routed_tokens[p] + grown[p]
+    return tokens, requests, rows, per_pool
+
+
+route_compiled = _compiled(route_rows)
+""":func:`route_rows` compiled."""

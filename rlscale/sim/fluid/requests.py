@@ -89,6 +89,11 @@ class PoolRequests:
         new[:, ID], new[:, ARRIVAL], new[:, DISPATCH] = ids, arrival_s, dispatch_s
         new[:, PROMPT], new[:, OUTPUT] = prompt, output
         new[:, TARGET] = self.routed_tokens + np.cumsum(prompt, dtype=np.float64)
+        self.add_rows(new)
+
+    def add_rows(self, new: FloatArray) -> None:
+        """Queue requests routed here as made rows (columns ``COLUMNS``, at least one, in
+        dispatch order, ``target`` counted on from :attr:`routed_tokens`)."""
         self.routed_tokens = float(new[-1, TARGET])
         self.queued = np.concatenate([self.queued, new]) if len(self.queued) else new
 
