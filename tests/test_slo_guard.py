@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from rlscale.agents.policy import Decision, PolicyContext, PolicyInput
-from rlscale.agents.shield import Shield, ShieldConfig
+from rlscale.agents.shield import Shield, ShieldConfig, ShieldedPolicy
 from rlscale.agents.slo_guard import SloGuard, SloGuardConfig, interval_attainment
+from rlscale.configschema import ConfigError
+from rlscale.envs import LLMClusterEnv
+from rlscale.evaluate.policies import PolicySpec, build_policy
 from rlscale.metrics.intervals import PoolInterval
 from rlscale.metrics.observation_config import ObservationConfig, PoolInfo
 from rlscale.metrics.snapshot import ClusterSnapshot, PoolStatus
@@ -144,3 +148,17 @@ def test_a_decision_for_the_wrong_number_of_pools_falls_back_while_guarding() ->
     assert result.fallback_used
     assert result.interventions[0] == "FallbackInvalid"
     assert result.decision.replicas == (5, 2)
+
+
+def test_the_evaluations_ppo_policy_is_guarded_by_default_and_the_knob_is_checked() -> None:
+    context = LLMClusterEnv("hetero-3pool").policy_context()
+    default = build_policy(PolicySpec("ppo"), context)
+    assert isinstance(default, ShieldedPolicy)
+    assert default.shield.guard is not None
+    assert default.shield.guard.config == SloGuardConfig()
+    off = build_policy(PolicySpec("ppo", {"guard": "off"}), context)
+    assert isinstance(off, ShieldedPolicy)
+    assert off.shield.guard is None
+    for value, message in (("on", "could not convert"), (1.5, "in (0, 1], got 1.5")):
+        with pytest.raises(ConfigError, match=rf"ppo: guard=.*{re.escape(message)}"):
+            build_policy(PolicySpec("ppo", {"guard": value}), context)
