@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from rlscale.agents.baselines import BASELINES, keyword_knobs, knobs_of, make_baseline
 from rlscale.agents.bundle.format import BundleError
@@ -20,6 +20,8 @@ from rlscale.evaluate.oracle import OraclePolicy
 from rlscale.metrics.observation_config import ObservationConfig
 from rlscale.sim.scenario import Scenario
 from rlscale.sim.workload import Workload
+
+_Setting = TypeVar("_Setting")
 
 DEFAULT_POLICIES = ("static", "hpa", "kpa", "keda", "planner", "lookahead")
 """What ``rlscale evaluate`` runs when ``--policies`` is not given."""
@@ -177,21 +179,27 @@ def _bundle_policy(spec: PolicySpec, context: PolicyContext) -> Policy:
     except BundleError as err:
         raise ConfigError(f"ppo: {err}") from None
     fallback = build_policy(PolicySpec(str(spec.knobs.get("fallback", "planner"))), context)
-    enter = spec.knobs.get("unfamiliar", FamiliarityConfig().enter)
-    try:
-        gate = FamiliarityConfig(enter=float(enter) if enter not in (None, "off") else None)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"ppo: unfamiliar={enter!r}: {err} (a mean |z| > 0.9, or off)") from None
-    below = spec.knobs.get("guard", SloGuardConfig().enter)
-    try:
-        guard = SloGuardConfig(enter=float(below) if below not in (None, "off") else None)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"ppo: guard={below!r}: {err} (an SLO attainment in (0, 1], or "
-                          f"off)") from None
+    gate = _threshold_knob(spec, "unfamiliar", FamiliarityConfig().enter,
+                           lambda enter: FamiliarityConfig(enter=enter), "a mean |z| > 0.9")
+    guard = _threshold_knob(spec, "guard", SloGuardConfig().enter,
+                            lambda enter: SloGuardConfig(enter=enter),
+                            "an SLO attainment in (0, 1]")
     shield = Shield(context, ShieldConfig(slo_guard=guard), fallback=fallback,
                     observation_range=policy.observation_range,
                     familiarity=FamiliarityGate(policy.unfamiliarity, gate))
     return ShieldedPolicy(policy, shield)
+
+
+def _threshold_knob(spec: PolicySpec, knob: str, default: float | None,
+                    make: Callable[[float | None], _Setting], meaning: str) -> _Setting:
+    """The setting ``make`` builds from knob ``knob`` of ``spec`` (a number, or ``off`` for
+    None; ``default`` when absent); ConfigError naming the knob when it is neither, or when
+    ``make`` refuses it."""
+    value = spec.knobs.get(knob, default)
+    try:
+        return make(float(value) if value not in (None, "off") else None)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"ppo: {knob}={value!r}: {err} ({meaning}, or off)") from None
 
 
 def packaged_bundle(pools: list[str]) -> str | None:
