@@ -28,16 +28,8 @@ from rlscale.sim.fluid.kernels import jit_enabled, route_compiled
 from rlscale.sim.fluid.log import ArrayLog
 from rlscale.sim.fluid.metrics import PoolMetrics
 from rlscale.sim.fluid.pool import FluidPool
-from rlscale.sim.fluid.requests import (
-    ARRIVAL,
-    DISPATCH,
-    FIRST,
-    ID,
-    OUTPUT,
-    PROMPT,
-    START,
-    PoolRequests,
-)
+from rlscale.sim.fluid.requests import PoolRequests
+from rlscale.sim.fluid.rows import ARRIVAL, DISPATCH, FIRST, ID, OUTPUT, PROMPT, START
 from rlscale.sim.pod import Pod, PodPhase
 from rlscale.sim.router import Router
 from rlscale.sim.spec import ClusterSpec

@@ -24,6 +24,19 @@ from typing import Any, TypeVar, cast
 import numpy as np
 from numpy.typing import NDArray
 
+from rlscale.sim.fluid.rows import (
+    ARRIVAL,
+    DISPATCH,
+    FIRST,
+    ID,
+    OUTPUT,
+    PROMPT,
+    START,
+    STEP_TARGET,
+    TARGET,
+    WIDTH,
+)
+
 _njit: Callable[..., Any] | None
 try:  # the optional "fast" extra
     from numba import njit as _njit
@@ -64,9 +77,6 @@ def _compiled(function: F) -> F:
     return cast(F, _njit(cache=True, error_model="numpy")(function))
 
 
-# Column indices of a pool's request rows (rlscale.sim.fluid.requests.COLUMNS), as constants
-# the compiled code can fold.
-_ID, _ARRIVAL, _DISPATCH, _PROMPT, _OUTPUT, _TARGET, _FIRST, _START, _STEP_TARGET = range(9)
 
 
 def advance_loop(ends_s: Floats, replicas: Floats, new_tokens: Floats, new_requests: Floats,
@@ -327,16 +337,16 @@ def resolve_rows(queued: NDArray[np.float64], decoding: NDArray[np.float64],
     columns = queued.shape[1]
     end_s = times[count - 1]
     prefilled_end, iterations_end = prefilled[count - 1], iterations[count - 1]
-    reach = _right(queued[:, _TARGET], len(queued), prefilled_end)
+    reach = _right(queued[:, TARGET], len(queued), prefilled_end)
     now = np.zeros(reach, np.bool_)
     first = np.empty(reach)
     start = np.empty(reach)
     began = 0
     for i in range(reach):
         row = queued[i]
-        prompt, target = row[_PROMPT], row[_TARGET]
+        prompt, target = row[PROMPT], row[TARGET]
         edge = _reached(prefilled, times, prefill_rate, True, count, target - prompt)
-        begin = row[_DISPATCH] if row[_DISPATCH] > edge else edge
+        begin = row[DISPATCH] if row[DISPATCH] > edge else edge
         point = _right(times, count, begin)
         point = min(max(point, 1), count - 1)
         own = prompt * prefill_s + np.ceil(prompt / batch_tokens) * decode_step_s[point]
@@ -356,11 +366,11 @@ def resolve_rows(queued: NDArray[np.float64], decoding: NDArray[np.float64],
         if now[i]:
             row = grown_rows[len(decoding) + k]
             row[:] = queued[i]
-            row[_FIRST] = first[i]
-            row[_START] = start[i]
-            row[_STEP_TARGET] = _interp(first[i], times, iterations, count) + row[_OUTPUT] - 1
-            ttft[k] = first[i] - row[_DISPATCH]
-            queue_s[k] = start[i] - row[_DISPATCH]
+            row[FIRST] = first[i]
+            row[START] = start[i]
+            row[STEP_TARGET] = _interp(first[i], times, iterations, count) + row[OUTPUT] - 1
+            ttft[k] = first[i] - row[DISPATCH]
+            queue_s[k] = start[i] - row[DISPATCH]
             k += 1
         else:
             left[kept] = queued[i]
@@ -368,7 +378,7 @@ def resolve_rows(queued: NDArray[np.float64], decoding: NDArray[np.float64],
     left[kept:] = queued[reach:]
     due = 0
     for i in range(len(grown_rows)):
-        if grown_rows[i, _STEP_TARGET] <= iterations_end:
+        if grown_rows[i, STEP_TARGET] <= iterations_end:
             due += 1
     finish = np.empty(due)
     is_done = np.zeros(len(grown_rows), np.bool_)
@@ -376,9 +386,9 @@ def resolve_rows(queued: NDArray[np.float64], decoding: NDArray[np.float64],
     d = 0
     for i in range(len(grown_rows)):
         row = grown_rows[i]
-        if row[_STEP_TARGET] <= iterations_end:
-            at = _reached(iterations, times, prefill_rate, False, count, row[_STEP_TARGET])
-            finish[d] = at if at > row[_FIRST] else row[_FIRST]
+        if row[STEP_TARGET] <= iterations_end:
+            at = _reached(iterations, times, prefill_rate, False, count, row[STEP_TARGET])
+            finish[d] = at if at > row[FIRST] else row[FIRST]
             if finish[d] <= end_s:
                 is_done[i] = True
                 finish[done] = finish[d]
@@ -395,8 +405,8 @@ def resolve_rows(queued: NDArray[np.float64], decoding: NDArray[np.float64],
             f += 1
         else:
             still[s] = row
-            held = iterations_end - (row[_STEP_TARGET] - row[_OUTPUT] + 1)
-            context[s] = row[_PROMPT] + (held if held > 0.0 else 0.0)
+            held = iterations_end - (row[STEP_TARGET] - row[OUTPUT] + 1)
+            context[s] = row[PROMPT] + (held if held > 0.0 else 0.0)
             s += 1
     return (left, still, finished, finish[:done].copy(), ttft, queue_s,
             pairwise_sum_compiled(context, 0, len(context)))
@@ -466,7 +476,7 @@ def route_rows(ids: NDArray[np.int64], dispatch_s: NDArray[np.float64],
     at = np.zeros(npools, np.int64)
     for p in range(1, npools):
         at[p] = at[p - 1] + per_pool[p - 1]
-    rows = np.full((len(ids), 9), np.nan)
+    rows = np.full((len(ids), WIDTH), np.nan)
     grown = np.zeros(npools)
     for i in range(len(ids)):
         p = pool[i]
@@ -474,12 +484,12 @@ def route_rows(ids: NDArray[np.int64], dispatch_s: NDArray[np.float64],
         at[p] += 1
         tokens_in = prompt[i]
         grown[p] += float(tokens_in)
-        row[_ID] = float(ids[i])
-        row[_ARRIVAL] = arrival_s[ids[i]]
-        row[_DISPATCH] = dispatch_s[i]
-        row[_PROMPT] = float(tokens_in)
-        row[_OUTPUT] = float(min(output[ids[i]], max_len[p] - tokens_in))
-        row[_TARGET] = routed_tokens[p] + grown[p]
+        row[ID] = float(ids[i])
+        row[ARRIVAL] = arrival_s[ids[i]]
+        row[DISPATCH] = dispatch_s[i]
+        row[PROMPT] = float(tokens_in)
+        row[OUTPUT] = float(min(output[ids[i]], max_len[p] - tokens_in))
+        row[TARGET] = routed_tokens[p] + grown[p]
     return tokens, requests, rows, per_pool
 
 

@@ -15,15 +15,20 @@ from numpy.typing import NDArray
 
 from rlscale.sim.fluid.kernels import jit_enabled, resolve_compiled
 from rlscale.sim.fluid.pool import FluidPool
+from rlscale.sim.fluid.rows import (
+    ARRIVAL,
+    DISPATCH,
+    FIRST,
+    ID,
+    OUTPUT,
+    PROMPT,
+    START,
+    STEP_TARGET,
+    TARGET,
+    WIDTH,
+)
 
 FloatArray = NDArray[np.float64]
-COLUMNS = ("id", "arrival_s", "dispatch_s", "prompt", "output", "target", "first_s", "start_s",
-           "step_target")
-"""Columns of a pool's request rows: workload index, arrival and dispatch times (s), prompt and
-output tokens, the pool's prefilled-token count that completes its prompt, first-token and
-first-scheduled times (s), the pool's engine-step count at which it finishes."""
-(ID, ARRIVAL, DISPATCH, PROMPT, OUTPUT, TARGET, FIRST, START,
- STEP_TARGET) = range(len(COLUMNS))
 
 
 def crossing(curve: FloatArray, times: FloatArray, targets: FloatArray,
@@ -74,8 +79,8 @@ class PoolRequests:
     def __init__(self, pool: FluidPool) -> None:
         self.pool = pool
         self.routed_tokens = 0.0
-        self.queued = np.zeros((0, len(COLUMNS)))
-        self.decoding = np.zeros((0, len(COLUMNS)))
+        self.queued = np.zeros((0, WIDTH))
+        self.decoding = np.zeros((0, WIDTH))
 
     def __len__(self) -> int:
         return len(self.queued) + len(self.decoding)
@@ -85,7 +90,7 @@ class PoolRequests:
         """Queue requests routed here, in dispatch order."""
         if len(ids) == 0:
             return
-        new = np.full((len(ids), len(COLUMNS)), np.nan)
+        new = np.full((len(ids), WIDTH), np.nan)
         new[:, ID], new[:, ARRIVAL], new[:, DISPATCH] = ids, arrival_s, dispatch_s
         new[:, PROMPT], new[:, OUTPUT] = prompt, output
         new[:, TARGET] = self.routed_tokens + np.cumsum(prompt, dtype=np.float64)
